@@ -1,0 +1,196 @@
+"""Span chain against plain transformers, in one process, on a ~270M-parameter Llama-style model.
+
+Prints two tables:
+1. decode tokens/s and time to first token of `model.generate` and of the same checkpoint cut
+   into a chain of committed spans (every step hashed per layer and signed, receipts checked);
+2. the cost of per-layer hashing, Merkle root and receipt signing as a share of step time.
+
+Run: ``.venv/bin/python bench/span_chain.py [--layers 16 --hidden 1024 --new-tokens 64]``
+(the model is generated once into bench/out/; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+import trio
+from rich.console import Console
+from rich.table import Table
+from transformers import AutoModelForCausalLM
+
+from darwin.client.generation import generate
+from darwin.client.sampling import SamplingConfig
+from darwin.client.session import Hop, InferenceSession, SessionInfo
+from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
+from darwin.node.committed_span import CommitConfig, CommittedSpan
+from darwin.node.local_hop import LocalHop
+from darwin.node.torch_wire import digest
+from darwin.protocol import Identity, ModelId, ReceiptBody, layer_root_for, new_session_id
+
+MODEL_ID = ModelId(b"\x01" * 32)
+
+
+def _model(args: argparse.Namespace) -> Path:
+    path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}"
+    if not (path / "model.safetensors").exists():
+        make_tiny("llama", path, layers=args.layers, hidden=args.hidden, vocab=32000)
+    return path
+
+
+def _hf_run(path: Path, prompt: torch.Tensor, new_tokens: int) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of transformers' own greedy generate."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    mask = torch.ones_like(prompt)
+    with torch.inference_mode():
+        model.generate(prompt, attention_mask=mask, max_new_tokens=2, do_sample=False)  # warm-up
+        start = time.perf_counter()
+        model.generate(prompt, attention_mask=mask, max_new_tokens=1, do_sample=False)
+        ttft = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+        )
+        total = time.perf_counter() - start
+    return ttft, (new_tokens - 1) / (total - ttft)
+
+
+def _chain_run(
+    path: Path, prompt: torch.Tensor, new_tokens: int, cuts: list[tuple[int, int]]
+) -> tuple[float, float, list[float]]:
+    """(time to first token, decode tokens/s, per-token latencies) of the span chain."""
+    checkpoint = Checkpoint.open(path)
+    spans = [
+        CommittedSpan(
+            SpanRunner.load(checkpoint, a, b),
+            Identity.generate(),
+            CommitConfig(model_id=MODEL_ID, retention_s=60),
+        )
+        for a, b in cuts
+    ]
+    parts = ClientParts.load(checkpoint)
+
+    def run(tokens: int) -> list[float]:
+        info = SessionInfo(
+            model_id=MODEL_ID, n_layers=checkpoint.n_layers, session_id=new_session_id()
+        )
+        hops: list[Hop] = [
+            LocalHop(s, info.session_id, prompt.shape[1] + tokens + 1) for s in spans
+        ]
+        stamps = [time.perf_counter()]
+        trio.run(
+            generate,
+            parts,
+            InferenceSession(hops, info),
+            prompt[0].tolist(),
+            SamplingConfig(max_new_tokens=tokens),
+            lambda _: stamps.append(time.perf_counter()),
+        )
+        return [b - a for a, b in itertools.pairwise(stamps)]
+
+    run(2)  # warm-up
+    gaps = run(new_tokens)
+    return gaps[0], (len(gaps) - 1) / sum(gaps[1:]), gaps[1:]
+
+
+def _commit_cost(path: Path, cuts: list[tuple[int, int]], seq: int) -> tuple[float, float]:
+    """(step compute seconds, hashing + Merkle + signing seconds) for one step of `seq` tokens."""
+    checkpoint = Checkpoint.open(path)
+    identity = Identity.generate()
+    compute, commit = [], []
+    for a, b in cuts:
+        runner = SpanRunner.load(checkpoint, a, b)
+        hidden = torch.randn(1, seq, checkpoint.hidden_size)
+        for _ in range(5):
+            session = runner.new_session(seq)
+            start = time.perf_counter()
+            out = runner.forward(session, hidden)
+            mid = time.perf_counter()
+            leaves = [digest(t) for t in (*out.layer_inputs, out.hidden)]
+            ReceiptBody(
+                MODEL_ID,
+                None,
+                new_session_id(),
+                0,
+                a,
+                b,
+                leaves[0],
+                leaves[-1],
+                layer_root_for(leaves[:-1], leaves[-1]),
+                0,
+                seq,
+                identity.peer_id,
+                0,
+                60,
+            ).sign(identity)
+            compute.append(mid - start)
+            commit.append(time.perf_counter() - mid)
+    return statistics.median(compute) * len(cuts), statistics.median(commit) * len(cuts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--prompt-tokens", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    path = _model(args)
+    n = args.layers
+    cuts = [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
+    prompt = torch.randint(3, 30000, (1, args.prompt_tokens))
+    params = sum(math.prod(info.shape) for info in Checkpoint.open(path).tensors.values())
+    console = Console()
+    console.print(
+        f"model: {path.name}, {params / 1e6:.0f}M parameters, fp32, "
+        f"{torch.get_num_threads()} threads; prompt {args.prompt_tokens}, "
+        f"{args.new_tokens} new tokens"
+    )
+
+    hf_ttft, hf_tps = _hf_run(path, prompt, args.new_tokens)
+    ch_ttft, ch_tps, gaps = _chain_run(path, prompt, args.new_tokens, cuts)
+    table = Table(title="span chain (3 hops, in process) vs transformers generate")
+    for column in ("run", "TTFT ms", "decode tok/s", "p50 ms", "p95 ms", "p99 ms", "ratio"):
+        table.add_column(column, justify="right")
+    table.add_row("transformers", f"{hf_ttft * 1e3:.1f}", f"{hf_tps:.2f}", "", "", "", "1.00")
+    q = statistics.quantiles([g * 1e3 for g in gaps], n=100)
+    table.add_row(
+        "span chain",
+        f"{ch_ttft * 1e3:.1f}",
+        f"{ch_tps:.2f}",
+        f"{q[49]:.1f}",
+        f"{q[94]:.1f}",
+        f"{q[98]:.1f}",
+        f"{ch_tps / hf_tps:.2f}",
+    )
+    console.print(table)
+
+    table = Table(title="commitment cost per step (hash every layer input + output, Merkle, sign)")
+    for column in ("step", "compute ms", "commit ms", "share"):
+        table.add_column(column, justify="right")
+    for label, seq in (
+        ("decode (1 token)", 1),
+        (f"prefill ({args.prompt_tokens})", args.prompt_tokens),
+    ):
+        compute, commit = _commit_cost(path, cuts, seq)
+        table.add_row(
+            label, f"{compute * 1e3:.2f}", f"{commit * 1e3:.3f}", f"{commit / compute:.2%}"
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

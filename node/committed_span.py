@@ -1,0 +1,88 @@
+"""A span that commits to what it computes: run a step, hash every layer input, sign a receipt.
+
+This is the synchronous core of a serving node (it runs in a worker thread); the libp2p handler
+only decodes, calls `CommittedSpan.step` and encodes. The receipt's layer root is the Merkle root
+over ``[input of each layer of the span..., span output]`` (``specs/receipts-and-traces.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from darwin.model import SpanRunner, SpanSession
+from darwin.node.torch_wire import digest
+from darwin.protocol import (
+    AdapterId,
+    Identity,
+    ModelId,
+    Receipt,
+    ReceiptBody,
+    SessionId,
+    layer_root_for,
+)
+
+
+@dataclass(frozen=True)
+class CommittedStep:
+    """One step's output, its signed receipt, and the digests behind the layer root."""
+
+    output: torch.Tensor  # (batch, seq, hidden)
+    receipt: Receipt
+    layer_digests: tuple[bytes, ...]  # the Merkle leaves: each layer's input, then the output
+    layer_inputs: tuple[torch.Tensor, ...]  # kept for challenges by the retention store
+
+
+@dataclass(frozen=True)
+class CommitConfig:
+    """What every receipt of a serving span states besides the step itself."""
+
+    model_id: ModelId  # the 32-byte id of the checkpoint served
+    retention_s: int  # how long activations are kept for challenges
+
+
+class CommittedSpan:
+    """A `SpanRunner` whose every step yields a receipt signed by the node's identity."""
+
+    def __init__(self, runner: SpanRunner, identity: Identity, config: CommitConfig) -> None:
+        self.runner = runner
+        self.identity = identity
+        self.config = config
+
+    def step(
+        self,
+        session: SpanSession,
+        session_id: SessionId,
+        step: int,
+        hidden: torch.Tensor,
+        adapter_id: AdapterId | None = None,
+    ) -> CommittedStep:
+        """Run one step of a session and sign what it computed.
+
+        Raises:
+            ModelError: the step is invalid for this span or session (see `SpanRunner.forward`).
+        """
+        position = session.position
+        result = self.runner.forward(session, hidden)
+        leaves = tuple(digest(t) for t in (*result.layer_inputs, result.hidden))
+        body = ReceiptBody(
+            model_id=self.config.model_id,
+            adapter_id=adapter_id,
+            session_id=session_id,
+            step=step,
+            span_start=self.runner.start,
+            span_end=self.runner.end,
+            input_hash=leaves[0],
+            output_hash=leaves[-1],
+            layer_root=layer_root_for(leaves[:-1], leaves[-1]),
+            position_start=position,
+            position_count=hidden.shape[1],
+            node_id=self.identity.peer_id,
+            time_ms=time.time_ns() // 1_000_000,
+            retention_s=self.config.retention_s,
+        )
+        return CommittedStep(
+            result.hidden, body.sign(self.identity), leaves, tuple(result.layer_inputs)
+        )

@@ -1,0 +1,93 @@
+"""darwin.protocol: the pure, sans-I/O protocol core of Darwin.
+
+Identities and signatures, the tensor codec, msgpack messages with strict validation, Merkle
+commitments, signed receipts and trace checking. It takes and returns bytes, numpy arrays and
+frozen dataclasses; it never imports torch, trio or libp2p and never touches the network.
+The normative formats are in ``specs/wire-format.md`` and ``specs/receipts-and-traces.md``.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    IdentityFileError,
+    LocalProtocolError,
+    ProtocolError,
+    ReceiptError,
+    RemoteProtocolError,
+    SignatureError,
+    TraceError,
+)
+from .identity import (
+    Identity,
+    PeerId,
+    peer_id_from_public_key,
+    public_key_from_peer_id,
+    verify_signature,
+)
+from .ids import AdapterId, ModelId, SessionId, new_session_id
+from .merkle import MerkleProof, merkle_proof, merkle_root, verify_merkle_proof
+from .messages import (
+    CloseSession,
+    ErrorCode,
+    ErrorFrame,
+    InfoRequest,
+    Message,
+    NodeInfo,
+    OpenSession,
+    SessionOpened,
+    StepRequest,
+    StepResult,
+    decode,
+    encode,
+)
+from .receipt import Receipt, ReceiptBody, layer_root_for
+from .tensors import DType, TensorLimits, WireTensor, tensor_digest
+from .trace import Trace, check_receipt, verify_trace
+from .wire import PROTOCOL_VERSION, WireLimits
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AdapterId",
+    "CloseSession",
+    "DType",
+    "ErrorCode",
+    "ErrorFrame",
+    "Identity",
+    "IdentityFileError",
+    "InfoRequest",
+    "LocalProtocolError",
+    "MerkleProof",
+    "Message",
+    "ModelId",
+    "NodeInfo",
+    "OpenSession",
+    "PeerId",
+    "ProtocolError",
+    "Receipt",
+    "ReceiptBody",
+    "ReceiptError",
+    "RemoteProtocolError",
+    "SessionId",
+    "SessionOpened",
+    "SignatureError",
+    "StepRequest",
+    "StepResult",
+    "TensorLimits",
+    "Trace",
+    "TraceError",
+    "WireLimits",
+    "WireTensor",
+    "check_receipt",
+    "decode",
+    "encode",
+    "layer_root_for",
+    "merkle_proof",
+    "merkle_root",
+    "new_session_id",
+    "peer_id_from_public_key",
+    "public_key_from_peer_id",
+    "tensor_digest",
+    "verify_merkle_proof",
+    "verify_signature",
+    "verify_trace",
+]

@@ -1,0 +1,40 @@
+"""The ``darwin`` command line: make-tiny writes a loadable model, the demo runs end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from darwin.client.cli import main
+from darwin.model import Checkpoint
+
+
+def test_make_tiny_writes_a_checkpoint_darwin_can_open(tmp_path: Path) -> None:
+    assert main(["model", "make-tiny", "--family", "gpt2", "--layers", "3", "--hidden", "32",
+                 str(tmp_path / "m")]) == 0
+    assert Checkpoint.open(tmp_path / "m").n_layers == 3
+
+
+def test_demo_generates_and_verifies_its_trace(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--home", str(tmp_path), "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "random-initialised" in out
+    assert "trace verified: 12 signed receipts" in out
+
+
+def test_a_user_error_is_one_line_not_a_traceback(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--model", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_python_dash_m_darwin_is_the_same_program() -> None:
+    result = subprocess.run([sys.executable, "-m", "darwin", "--help"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "make-tiny" not in result.stderr
+    assert "demo" in result.stdout

@@ -1,0 +1,20 @@
+"""Suite-wide settings: nothing is downloaded, and generated models are made once per run."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from pathlib import Path
+
+import pytest
+
+from darwin.model import make_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-block Llama-style checkpoint shared by the client and node tests."""
+    return make_tiny("llama", tmp_path_factory.mktemp("tiny-llama"), layers=4, hidden=64)
