@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 logger = logging.getLogger(__name__)
 err_console = Console(stderr=True)
@@ -26,6 +28,37 @@ def _make_tiny(args: argparse.Namespace) -> int:
                     seed=args.seed)
     Console().print(f"wrote a {args.family} model ({args.layers} layers, hidden {args.hidden}) "
                     f"to {out}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    import trio
+
+    from darwin.client.detokenize import TextStream
+    from darwin.client.sampling import SamplingConfig
+    from darwin.client.submit import Submission, SubmitConfig, route_table, trace_summary
+
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_p=args.top_p, seed=args.seed)
+    config = SubmitConfig(model=Path(args.model), prompt=args.prompt,
+                          bootstrap=tuple(args.bootstrap), sampling=sampling,
+                          home=Path(args.home) if args.home else None)
+    submission = Submission(config)
+    if args.json:
+        result = trio.run(submission.run)
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return 0
+    console = Console(highlight=False)
+    console.print(f"[bold]model[/bold] {args.model} ({submission.n_layers} blocks), "
+                  f"id {submission.model_id.hex()[:16]}…")
+    console.print(f"[bold]prompt[/bold] {args.prompt}")
+    console.print("[bold]output[/bold] ", end="")
+    stream = TextStream(submission.tokenizer)
+    result = trio.run(submission.run,
+                      lambda token: console.print(stream.push(token), end="", markup=False))
+    console.print()
+    console.print(route_table(result))
+    console.print(trace_summary(result))
     return 0
 
 
@@ -55,29 +88,61 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_make_tiny)
 
-    demo = commands.add_parser("demo", help="run the local demo")
+    submit = commands.add_parser("submit", help="generate text on the swarm")
+    submit.add_argument("prompt", help="the text to continue")
+    submit.add_argument("--model", required=True,
+                        help="local checkpoint dir (config, tokenizer, embeddings and head)")
+    submit.add_argument("--bootstrap", required=True, nargs="+", action="extend",
+                        metavar="MULTIADDR", help="swarm peers to join through (/p2p/ addrs)")
+    submit.add_argument("--home", help="directory keeping the client's identity")
+    submit.add_argument("--max-new-tokens", type=int, default=32)
+    submit.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    submit.add_argument("--top-p", type=float, default=1.0)
+    submit.add_argument("--seed", type=int, help="seeds sampling, for a repeatable run")
+    submit.add_argument("--json", action="store_true",
+                        help="print one JSON object: text, token ids, route, trace")
+    submit.set_defaults(run=_submit)
+
+    demo = commands.add_parser("demo", help="run a local swarm of node processes and submit "
+                                            "a prompt to it")
     demo.add_argument("--model", help="a local checkpoint dir (default: a generated tiny model)")
     demo.add_argument("--prompt", default="The network of many small machines")
     demo.add_argument("--max-new-tokens", type=int, default=16)
-    demo.add_argument("--home", help="where the demo keeps its model (~/.cache/darwin/demo)")
+    demo.add_argument("--home", help="where the demo keeps its model and its nodes' homes "
+                                     "(~/.cache/darwin/demo)")
     demo.set_defaults(run=_demo)
     return parser
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Warnings of darwin on stderr (everything of darwin with -v); libp2p only when it fails."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("darwin").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("libp2p").setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception as exc:  # the edge: one readable line, details only with -v
-        logger.debug("command failed", exc_info=True)
-        err_console.print(f"[red]error:[/red] {exc}")
+    except Exception as raised:  # the edge: one readable line, details only with -v
+        exc = _single(raised)
+        logger.debug("command failed", exc_info=raised)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 1
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested one-member groups (trio's nurseries wrap errors)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":

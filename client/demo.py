@@ -1,13 +1,15 @@
-"""`darwin demo`: a span chain over a tiny local model, with streamed tokens and signed receipts.
+"""`darwin demo`: a local swarm of real node processes, one generation over it, its checked trace.
 
-The demo model is random-initialised (its text is gibberish by design); pass ``--model`` a
-local Hugging Face checkpoint directory to run a real one. Each hop has its own ed25519
-identity, every step's receipts are checked as they arrive, and the whole trace is verified.
+What it does: makes (once) a tiny random-initialised Llama-style model, starts a bootstrap node
+and three nodes with overlapping spans as ``darwin-node join`` subprocesses on 127.0.0.1, runs
+``darwin submit`` in this process (discovery through the DHT, routing, one signed receipt per
+hop and step, streamed tokens), prints the route and the verified trace, and stops every
+process it started, also on Ctrl-C or an error. ``--model`` runs a real local checkpoint instead.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from darwin.client.detokenize import TextStream
-from darwin.client.generation import generate
+from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
 from darwin.client.sampling import SamplingConfig
-from darwin.client.session import Hop, InferenceSession, SessionInfo
-from darwin.model import Checkpoint, ClientParts, SpanRunner, load_tokenizer, make_tiny, model_id
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.local_hop import LocalHop
-from darwin.protocol import Identity, ModelId, new_session_id
+from darwin.client.submit import Submission, SubmitConfig, route_table, trace_summary
+from darwin.model import Checkpoint, make_tiny
 
 DEFAULT_DEMO_HOME = Path.home() / ".cache" / "darwin" / "demo"
 
@@ -34,45 +33,61 @@ class DemoConfig:
     model: Path | None = None  # a checkpoint dir; None makes (once) a tiny Llama-style model
     prompt: str = "The network of many small machines"
     max_new_tokens: int = 16
-    hops: int = 3  # how many spans the model is cut into
-    home: Path = DEFAULT_DEMO_HOME  # where the tiny model is written
+    home: Path = DEFAULT_DEMO_HOME  # the tiny model and the nodes' homes (keys, caches)
+    start_timeout: float = 120.0  # seconds for each node to start listening
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> int:
-    """Run the demo and print what it shows; returns the exit code."""
-    console = console or Console()
+    """Run the demo and print what it shows; returns the exit code.
+
+    Raises:
+        CheckpointError: `config.model` is not a usable checkpoint (before any node starts).
+        LocalSwarmError: a node did not start.
+        NoRoute, SessionFailed, TraceError: the generation failed.
+    """
+    console = console or Console(highlight=False)
     path = config.model or _tiny_model(config.home, console)
-    checkpoint = Checkpoint.open(path)
+    n_layers = Checkpoint.open(path).n_layers
     if config.model is None:
         console.print("[yellow]The demo model is random-initialised: expect gibberish. "
                       "Use --model DIR to run a real local checkpoint.[/yellow]")
-    mid = ModelId(model_id(checkpoint))
-    cuts = _cuts(checkpoint.n_layers, config.hops)
-    spans = [CommittedSpan(SpanRunner.load(checkpoint, a, b), Identity.generate(),
-                           CommitConfig(model_id=mid, retention_s=600)) for a, b in cuts]
-    tokenizer = load_tokenizer(path)
-    prompt_ids = tokenizer(config.prompt)["input_ids"]
-    info = SessionInfo(model_id=mid, n_layers=checkpoint.n_layers, session_id=new_session_id())
-    hops: list[Hop] = [LocalHop(s, info.session_id, len(prompt_ids) + config.max_new_tokens)
-                       for s in spans]
-    session = InferenceSession(hops, info)
-    parts = ClientParts.load(checkpoint)
-
-    console.print(f"[bold]model[/bold] {path} ({checkpoint.n_layers} blocks), id {mid.hex()[:16]}…")
-    console.print(f"[bold]prompt[/bold] {config.prompt}")
-    console.print("[bold]output[/bold] ", end="")
-    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
-    stream = TextStream(tokenizer)
-    trio.run(generate, parts, session, prompt_ids, sampling,
-             lambda token: console.print(stream.push(token), end="", markup=False))
-    console.print()
-    trace = session.trace()
-    trace.verify(model_id=mid, n_layers=checkpoint.n_layers, session_id=info.session_id)
-    console.print(_route_table(spans))
-    console.print(_receipt_table(session))
-    console.print(f"[green]trace verified[/green]: {len(trace.receipts)} signed receipts, "
-                  f"hash-linked across {len(spans)} hops and {session.next_step} steps")
+    spans = demo_spans(n_layers)
+    swarm_config = LocalSwarmConfig(start_timeout=config.start_timeout)
+    with LocalSwarm(path, config.home / "nodes", swarm_config) as swarm:
+        with console.status("starting the bootstrap node…"):
+            swarm.start([spans[0]], ["bootstrap"])
+        with console.status("starting three nodes with overlapping spans…"):
+            swarm.start(spans[1:], ["node-a", "node-b", "node-c"])
+        console.print(_swarm_table(swarm))
+        console.print("[dim]each is: darwin-node join --model MODEL --blocks A:B "
+                      f"--bootstrap {swarm.bootstrap[0]} --home DIR[/dim]")
+        sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
+        submission = Submission(SubmitConfig(model=path, prompt=config.prompt,
+                                             bootstrap=swarm.bootstrap, sampling=sampling))
+        console.print(f"[bold]model[/bold] {path} ({n_layers} blocks), "
+                      f"id {submission.model_id.hex()[:16]}…")
+        console.print(f"[bold]prompt[/bold] {config.prompt}")
+        console.print("[bold]output[/bold] ", end="")
+        stream = TextStream(submission.tokenizer)
+        result = trio.run(submission.run,
+                          lambda token: console.print(stream.push(token), end="", markup=False))
+        console.print()
+        console.print(route_table(result))
+        console.print(trace_summary(result))
+    console.print("[dim]stopped the local swarm. Against a real swarm: darwin submit PROMPT "
+                  "--model DIR --bootstrap MULTIADDR[/dim]")
     return 0
+
+
+def demo_spans(n_layers: int) -> list[str]:
+    """``--blocks`` of the bootstrap node and three overlapping nodes (6 blocks: 0:2, 0:3, 2:5,
+    3:6), so the route has to cut and chain spans."""
+    def span(start: float, end: float) -> str:
+        low = min(int(start), n_layers - 1)
+        return f"{low}:{max(low + 1, min(math.ceil(end), n_layers))}"
+
+    n = n_layers
+    return [span(0, n / 3), span(0, n / 2), span(n / 3, 5 * n / 6), span(n / 2, n)]
 
 
 def _tiny_model(home: Path, console: Console) -> Path:
@@ -83,33 +98,11 @@ def _tiny_model(home: Path, console: Console) -> Path:
     return path
 
 
-def _cuts(n_layers: int, hops: int) -> list[tuple[int, int]]:
-    """Split ``[0, n_layers)`` into `hops` contiguous spans of near-equal size."""
-    hops = max(1, min(hops, n_layers))
-    bounds = [round(i * n_layers / hops) for i in range(hops + 1)]
-    return list(itertools.pairwise(bounds))
-
-
-def _route_table(spans: list[CommittedSpan]) -> Table:
-    table = Table(title="route")
-    for column in ("hop", "blocks", "node"):
+def _swarm_table(swarm: LocalSwarm) -> Table:
+    table = Table(title="local swarm (one process each)")
+    for column in ("node", "blocks", "pid", "address"):
         table.add_column(column)
-    for index, span in enumerate(spans):
-        table.add_row(str(index), f"[{span.runner.start}, {span.runner.end})",
-                      str(span.identity.peer_id))
-    return table
-
-
-def _receipt_table(session: InferenceSession) -> Table:
-    table = Table(title="receipts (first two steps)")
-    for column in ("step", "blocks", "positions", "input", "output", "layer root", "signature"):
-        table.add_column(column)
-    for receipt in session.receipts:
-        body = receipt.body
-        if body.step > 1:
-            break
-        table.add_row(str(body.step), f"[{body.span_start}, {body.span_end})",
-                      f"{body.position_start}+{body.position_count}", body.input_hash.hex()[:12],
-                      body.output_hash.hex()[:12], body.layer_root.hex()[:12],
-                      receipt.signature.hex()[:12])
+    for node in swarm.nodes:
+        start, end = node.blocks.split(":")
+        table.add_row(node.name, f"[{start}, {end})", str(node.process.pid), node.address)
     return table

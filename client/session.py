@@ -6,6 +6,10 @@ Rules (DESIGN.md, "The inference path"):
   and the digests of exactly what the client sent and received; a bad receipt stops the step
   with `ReceiptError` or `SignatureError` before its output is used.
 - The checked receipts, in order, are the session's trace.
+- A hop that can no longer serve the session raises `HopFailed` (its node is gone, timed out,
+  refused, or broke the protocol); a session with failover routes around it
+  (`darwin.client.failover`). `StepRefused` is the node saying *we* sent a bad step: routing
+  around it would not help, so it ends the session.
 """
 
 from __future__ import annotations
@@ -25,6 +29,24 @@ from darwin.protocol import (
     Trace,
     check_receipt,
 )
+
+
+class HopFailed(Exception):
+    """A hop cannot continue the session; the client should route around its node.
+
+    Attributes:
+        peer_id: the node behind the hop.
+        reason: what went wrong, for the user and the logs.
+    """
+
+    def __init__(self, peer_id: str, reason: str) -> None:
+        super().__init__(f"{peer_id}: {reason}")
+        self.peer_id = peer_id
+        self.reason = reason
+
+
+class StepRefused(Exception):
+    """A node refused a step as malformed or out of order: a client-side bug, not the node's."""
 
 
 class Hop(Protocol):
@@ -69,18 +91,28 @@ class InferenceSession:
         """
         positions = (self.position, hidden.shape[1])
         for hop in self.hops:
-            output, receipt = await hop.step(self.next_step, hidden)
-            check_receipt(
-                receipt, expected_node=hop.peer_id, model_id=self.info.model_id,
-                session_id=self.info.session_id, step=self.next_step, span=hop.span,
-                input_hash=digest(hidden), output_hash=digest(output),
-                adapter_id=self.info.adapter_id, positions=positions,
-            )
+            hidden, receipt = await self.run_hop(hop, self.next_step, hidden, positions)
             self.receipts.append(receipt)
-            hidden = output
         self.next_step += 1
         self.position += positions[1]
         return hidden
+
+    async def run_hop(self, hop: Hop, step: int, hidden: torch.Tensor,
+                      positions: tuple[int, int]) -> tuple[torch.Tensor, Receipt]:
+        """Run one step on one hop and check its receipt; returns the output and the receipt.
+
+        Raises:
+            HopFailed, StepRefused: from the hop.
+            ReceiptError, SignatureError: the receipt does not match what was exchanged.
+        """
+        output, receipt = await hop.step(step, hidden)
+        check_receipt(
+            receipt, expected_node=hop.peer_id, model_id=self.info.model_id,
+            session_id=self.info.session_id, step=step, span=hop.span,
+            input_hash=digest(hidden), output_hash=digest(output),
+            adapter_id=self.info.adapter_id, positions=positions,
+        )
+        return output, receipt
 
     def trace(self) -> Trace:
         """The session's trace so far."""

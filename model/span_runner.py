@@ -100,6 +100,22 @@ class SpanRunner:
             blocks = StreamingBlocks(checkpoint, start, end, dtype, device, resident_blocks)
         return cls(checkpoint, start, end, dtype, blocks)
 
+    def sub_span(self, start: int, end: int) -> SpanRunner:
+        """A runner over blocks ``[start, end)`` of this span that shares its loaded blocks.
+
+        Blocks and caches are keyed by global index, so a session of the view computes exactly
+        what the same layers compute inside the whole span; nothing is loaded or copied.
+
+        Raises:
+            SpanOutOfRange: ``[start, end)`` is empty or not inside this runner's span.
+        """
+        if not self.start <= start < end <= self.end:
+            raise SpanOutOfRange(
+                f"span [{start}, {end}) is not a non-empty range within the served "
+                f"[{self.start}, {self.end})"
+            )
+        return SpanRunner(self.checkpoint, start, end, self.dtype, self.blocks)
+
     @property
     def n_blocks(self) -> int:
         """Number of blocks in the span."""

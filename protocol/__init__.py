@@ -8,6 +8,16 @@ The normative formats are in ``specs/wire-format.md`` and ``specs/receipts-and-t
 
 from __future__ import annotations
 
+from .challenge import (
+    CHALLENGE_LIMITS,
+    MAX_CHALLENGE_STEPS,
+    Challenge,
+    Reveal,
+    RevealedLayer,
+    RevealError,
+    UnattributableReveal,
+    check_reveal,
+)
 from .errors import (
     IdentityFileError,
     LocalProtocolError,
@@ -17,6 +27,7 @@ from .errors import (
     SignatureError,
     TraceError,
 )
+from .fraud_proof import FraudProof
 from .identity import (
     Identity,
     PeerId,
@@ -43,15 +54,20 @@ from .messages import (
 from .receipt import Receipt, ReceiptBody, layer_root_for
 from .tensors import DType, TensorLimits, WireTensor, tensor_digest
 from .trace import Trace, check_receipt, verify_trace
+from .verdict import Outcome, Verdict, VerdictBody
 from .wire import PROTOCOL_VERSION, WireLimits
 
 __all__ = [
+    "CHALLENGE_LIMITS",
+    "MAX_CHALLENGE_STEPS",
     "PROTOCOL_VERSION",
     "AdapterId",
+    "Challenge",
     "CloseSession",
     "DType",
     "ErrorCode",
     "ErrorFrame",
+    "FraudProof",
     "Identity",
     "IdentityFileError",
     "InfoRequest",
@@ -61,12 +77,16 @@ __all__ = [
     "ModelId",
     "NodeInfo",
     "OpenSession",
+    "Outcome",
     "PeerId",
     "ProtocolError",
     "Receipt",
     "ReceiptBody",
     "ReceiptError",
     "RemoteProtocolError",
+    "Reveal",
+    "RevealError",
+    "RevealedLayer",
     "SessionId",
     "SessionOpened",
     "SignatureError",
@@ -75,9 +95,13 @@ __all__ = [
     "TensorLimits",
     "Trace",
     "TraceError",
+    "UnattributableReveal",
+    "Verdict",
+    "VerdictBody",
     "WireLimits",
     "WireTensor",
     "check_receipt",
+    "check_reveal",
     "decode",
     "encode",
     "layer_root_for",

@@ -9,7 +9,8 @@ Rules (``specs/forward-protocol.md``):
   must fit in the session's ``max_length``. A refused step changes nothing, so the client may
   retry it.
 - The driver calls `ServerSession.receive` with each decoded message and acts on the returned
-  event; after running a step it calls `ServerSession.step_done`.
+  event; after running a step it calls `ServerSession.step_done`, or `step_failed` when the
+  step could not run (the client may then retry it).
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class ServerSession:
         self._running = None
         self.next_step += 1
         self.position += request.hidden.shape[1]
+
+    def step_failed(self, request: StepRequest) -> None:
+        """Forget a step that `receive` returned but that could not run; nothing advances."""
+        assert request is self._running, "step_failed for a step that was not started"
+        self._running = None
 
     def _open(self, request: OpenSession) -> Opened:
         policy = self.policy

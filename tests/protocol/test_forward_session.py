@@ -104,6 +104,18 @@ def test_a_second_step_while_one_runs_is_refused() -> None:
         machine.receive(_step(1, 1))
 
 
+def test_a_step_that_failed_to_run_can_be_retried_and_changes_nothing() -> None:
+    machine = _opened()
+    event = machine.receive(_step(0, 0, seq=3))
+    assert isinstance(event, RunStep)
+    machine.step_failed(event.request)
+    assert (machine.next_step, machine.position) == (0, 0)
+    retry = machine.receive(_step(0, 0, seq=3))
+    assert isinstance(retry, RunStep)
+    machine.step_done(retry.request)
+    assert (machine.next_step, machine.position) == (1, 3)
+
+
 def test_close_ends_the_session_and_nothing_follows() -> None:
     machine = _opened()
     assert isinstance(machine.receive(CloseSession(SESSION)), Closed)

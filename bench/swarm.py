@@ -1,0 +1,199 @@
+"""The swarm against plain transformers: a Llama-style model split over 3 local node processes.
+
+For a 128-token and a 1024-token prompt it measures, for transformers ``model.generate`` (one
+process) and for the swarm (three ``darwin-node join`` processes on 127.0.0.1, the client in
+this process: discovery, signed receipts, checked trace), in the same run:
+time to first token, decode tokens/s and p50/p95/p99 per-token latency. Greedy decoding of the
+same random prompt, so both produce the same tokens (checked).
+
+The swarm's time to first token counts opening the route's sessions (discovery is done once,
+before); both sides get one warm-up run per prompt length.
+
+Run: ``.venv/bin/python bench/swarm.py`` (~270M parameters: 16 layers, hidden 1024, vocab
+32000; generated once into bench/out/, nothing is downloaded). A quick smoke run:
+``bench/swarm.py --layers 4 --hidden 128 --vocab 1000 --prompt-lengths 16,64 --new-tokens 8``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+import trio
+from rich.console import Console
+from rich.table import Table
+from transformers import AutoModelForCausalLM
+from transformers.generation.streamers import BaseStreamer
+
+from darwin.client.generation import generate
+from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
+from darwin.client.sampling import SamplingConfig
+from darwin.client.swarm import SwarmClient
+from darwin.model import Checkpoint, ClientParts, make_tiny, model_id
+from darwin.node.host import HostConfig, open_host
+from darwin.protocol import ModelId
+
+
+@dataclass(frozen=True)
+class Run:
+    """One generation's timings: seconds to the first token, then between tokens."""
+
+    tokens: list[int]
+    ttft: float
+    gaps: list[float]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.gaps) / sum(self.gaps) if self.gaps else math.nan
+
+    def quantile_ms(self, q: int) -> float:
+        if len(self.gaps) < 2:
+            return math.nan
+        return statistics.quantiles([g * 1e3 for g in self.gaps], n=100)[q - 1]
+
+
+class _Stamps(BaseStreamer):
+    """A transformers streamer that notes when each new token arrives (the first put is the
+    prompt)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.calls = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def _model(args: argparse.Namespace) -> Path:
+    path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}-v{args.vocab}"
+    if not (path / "model.safetensors").exists():
+        make_tiny("llama", path, layers=args.layers, hidden=args.hidden, vocab=args.vocab)
+    return path
+
+
+def _hf_run(model: AutoModelForCausalLM, prompt: list[int], new_tokens: int) -> Run:
+    ids = torch.tensor([prompt])
+    streamer = _Stamps()
+    with torch.inference_mode():
+        start = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             streamer=streamer)
+    stamps = [start, *streamer.stamps]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return Run(out[0, len(prompt):].tolist(), gaps[0], gaps[1:])
+
+
+async def _swarm_run(client: SwarmClient, parts: ClientParts, prompt: list[int],
+                     new_tokens: int) -> Run:
+    stamps = [time.perf_counter()]
+    session = await client.open_session(len(prompt) + new_tokens)
+    try:
+        tokens = await generate(parts, session, prompt, SamplingConfig(max_new_tokens=new_tokens),
+                                lambda _: stamps.append(time.perf_counter()))
+    finally:
+        await session.aclose()
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return Run(tokens, gaps[0], gaps[1:])
+
+
+async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list[int]],
+                      new_tokens: int) -> tuple[list[Run], list[tuple[str, int, int]]]:
+    checkpoint = Checkpoint.open(path)
+    mid = ModelId(model_id(checkpoint))
+    config = HostConfig(bootstrap=bootstrap, dht_server=False)
+    async with open_host(os.urandom(32), config) as host:
+        client = await SwarmClient.connect(host, mid, checkpoint.n_layers)
+        parts = ClientParts.load(checkpoint)
+        runs = []
+        for prompt in prompts:
+            await _swarm_run(client, parts, prompt, 2)  # warm-up
+            runs.append(await _swarm_run(client, parts, prompt, new_tokens))
+        session = await client.open_session(8)
+        route = [(str(h.peer_id), *h.span) for h in session.hops]
+        await session.aclose()
+    return runs, route
+
+
+def _hf_runs(path: Path, prompts: list[list[int]], new_tokens: int) -> list[Run]:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    runs = []
+    for prompt in prompts:
+        _hf_run(model, prompt, 2)  # warm-up
+        runs.append(_hf_run(model, prompt, new_tokens))
+    del model
+    return runs
+
+
+def _table(lengths: list[int], hf: list[Run], swarm: list[Run]) -> Table:
+    table = Table(title="swarm (3 node processes) vs transformers generate, same run")
+    for column in ("prompt", "metric", "transformers", "swarm", "swarm / transformers"):
+        table.add_column(column, justify="right")
+
+    def row(length: int, metric: str, a: float, b: float, unit: str) -> None:
+        table.add_row(str(length), metric, f"{a:.1f} {unit}", f"{b:.1f} {unit}", f"{b / a:.2f}")
+
+    for length, h, s in zip(lengths, hf, swarm, strict=True):
+        row(length, "time to first token", h.ttft * 1e3, s.ttft * 1e3, "ms")
+        row(length, "decode", h.tokens_per_s, s.tokens_per_s, "tok/s")
+        for q in (50, 95, 99):
+            row(length, f"p{q} per-token latency", h.quantile_ms(q), s.quantile_ms(q), "ms")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--nodes", type=int, default=3, help="node processes the model is cut over")
+    parser.add_argument("--prompt-lengths", default="128,1024",
+                        help="comma-separated prompt lengths in tokens")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    lengths = [int(x) for x in args.prompt_lengths.split(",")]
+    path = _model(args)
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, args.vocab, (n,), generator=generator).tolist() for n in lengths]
+    n = args.layers
+    bounds = [round(i * n / args.nodes) for i in range(args.nodes + 1)]
+    blocks = [f"{a}:{b}" for a, b in itertools.pairwise(bounds)]
+    params = sum(math.prod(info.shape) for info in Checkpoint.open(path).tensors.values())
+    console = Console()
+    console.print(f"model: {path.name}, {params / 1e6:.0f}M parameters, fp32, "
+                  f"{torch.get_num_threads()} threads here; nodes serve {', '.join(blocks)}; "
+                  f"{args.new_tokens} new tokens")
+
+    hf = _hf_runs(path, prompts, args.new_tokens)
+    max_length = max(lengths) + args.new_tokens + 8
+    with tempfile.TemporaryDirectory(prefix="darwin-bench-") as root, LocalSwarm(
+            path, Path(root), LocalSwarmConfig(start_timeout=300, max_length=max_length,
+                                               max_sessions=4)) as swarm:
+        swarm.start(blocks[:1], ["node0"])
+        swarm.start(blocks[1:], [f"node{i}" for i in range(1, len(blocks))])
+        swarm_runs, route = trio.run(_swarm_runs, path, swarm.bootstrap, prompts,
+                                     args.new_tokens)
+    console.print("route: " + ", ".join(f"[{a}, {b}) on {p[:16]}…" for p, a, b in route))
+    console.print(_table(lengths, hf, swarm_runs))
+    same = all(h.tokens == s.tokens for h, s in zip(hf, swarm_runs, strict=True))
+    console.print("tokens identical to transformers: " + ("yes" if same else "[red]NO[/red]"))
+
+
+if __name__ == "__main__":
+    main()

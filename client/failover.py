@@ -1,0 +1,244 @@
+"""Inference sessions that survive failing hops: exclude the node, re-route its blocks, replay.
+
+Rules (``specs/forward-protocol.md``, "Failover and replay"):
+- A hop fails when it raises `HopFailed` (gone, timed out, refused, malformed answer) or its
+  receipt does not check (a protocol violation). Its node is excluded for the rest of the
+  session and only the blocks that hop covered, ``[a, b)``, are re-routed; the hops before and
+  after keep their sessions.
+- The session keeps, for every boundary of its current route, the hidden states it sent there
+  at every step. The replacement hops get every past step again, in order, with the original
+  step numbers and positions, starting from the inputs kept at ``a``; their caches are then
+  those of an uninterrupted run, so greedy output is identical to a run without the fault.
+- Replayed receipts are checked like any other but stay out of the trace; the current step
+  then continues on the replacement, so each step keeps exactly one chain of hops.
+- Opening the first route is the same operation with nothing to replay.
+- It ends: each failure excludes one more node, ``max_failovers`` bounds them, and every
+  network wait below has its own deadline. With no provider left for some blocks the session
+  raises `NoRoute` ("no available provider serves blocks [a, b)").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import trio
+
+from darwin.client.route import Hop as RouteHop
+from darwin.client.route import NoRoute, Provider, RouteCosts, find_route
+from darwin.client.session import Hop, HopFailed, InferenceSession, SessionInfo
+from darwin.protocol import Receipt, RemoteProtocolError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COSTS = RouteCosts()
+
+
+class SessionFailed(Exception):
+    """The session gave up: too many nodes failed."""
+
+
+class Router(Protocol):
+    """Finds and opens hops for a run of blocks (over the network, or in tests in memory)."""
+
+    async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
+        """The hops to cover ``[start, end)`` without the excluded peers (raises `NoRoute`)."""
+        ...
+
+    async def open(self, hop: RouteHop) -> Hop:
+        """Open a session on one route hop (raises `HopFailed`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    """How hard a session tries before it gives up."""
+
+    max_failovers: int = 8  # nodes that may fail (and be excluded) in one session
+    close_timeout: float = 2.0  # seconds to close a failed hop before moving on
+
+
+@dataclass(frozen=True)
+class FailoverEvent:
+    """One replaced hop: who failed, when, why, and what took its place."""
+
+    step: int  # the step during which the hop failed
+    peer_id: str
+    span: tuple[int, int]  # the blocks it covered
+    reason: str
+    replacement: tuple[tuple[str, int, int], ...]  # (peer id, start, end) of the new hops
+    replayed_steps: int  # past steps replayed to the replacement
+
+    def to_json(self) -> dict[str, object]:
+        return {"step": self.step, "peer_id": self.peer_id, "start": self.span[0],
+                "end": self.span[1], "reason": self.reason, "replayed_steps": self.replayed_steps,
+                "replacement": [{"peer_id": p, "start": a, "end": b}
+                                for p, a, b in self.replacement]}
+
+
+def find_subroute(providers: Iterable[Provider], start: int, end: int,
+                  costs: RouteCosts = DEFAULT_COSTS,
+                  exclude: frozenset[str] = frozenset()) -> list[RouteHop]:
+    """The cheapest chain of providers covering blocks ``[start, end)`` of the model.
+
+    Raises:
+        NoRoute: naming, in the model's block numbers, the first blocks nobody serves.
+    """
+    shifted: list[Provider] = []
+    originals: dict[str, Provider] = {}
+    for provider in providers:
+        low, high = max(provider.span_start, start), min(provider.span_end, end)
+        if low < high and provider.peer_id not in exclude:
+            shifted.append(Provider(provider.peer_id, low - start, high - start,
+                                    rtt_ms=provider.rtt_ms, load=provider.load))
+            originals[provider.peer_id] = provider
+    try:
+        route = find_route(shifted, end - start, costs)
+    except NoRoute as exc:
+        raise NoRoute((exc.missing[0] + start, exc.missing[1] + start)) from None
+    return [RouteHop(originals[hop.provider.peer_id], hop.start + start, hop.end + start)
+            for hop in route]
+
+
+class FailoverSession(InferenceSession):
+    """An `InferenceSession` whose failed hops are replaced and replayed, invisibly to the output.
+
+    Attributes:
+        excluded: peers that failed in this session.
+        failovers: every replacement made, in order.
+        inputs: boundary -> the hidden states sent to the hop starting there, one per step.
+    """
+
+    def __init__(self, info: SessionInfo, router: Router,
+                 config: FailoverConfig = FailoverConfig()) -> None:
+        super().__init__([], info)
+        self.router = router
+        self.config = config
+        self.excluded: set[str] = set()
+        self.failovers: list[FailoverEvent] = []
+        self.inputs: dict[int, list[torch.Tensor]] = {}
+        self.step_positions: list[tuple[int, int]] = []  # (position_start, count) per step
+
+    @classmethod
+    async def open(cls, info: SessionInfo, router: Router,
+                   config: FailoverConfig = FailoverConfig()) -> FailoverSession:
+        """Route the whole model and open a session on every hop, skipping nodes that fail.
+
+        Raises:
+            NoRoute: some blocks have no working provider.
+            SessionFailed: more than ``max_failovers`` nodes failed.
+        """
+        session = cls(info, router, config)
+        session.hops = await session._open_segment(0, info.n_layers, replay_steps=0)
+        return session
+
+    async def step(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Send one step's hidden states (batch, seq, hidden) through the route, failing over.
+
+        Raises:
+            NoRoute, SessionFailed: a failed hop could not be replaced.
+            StepRefused: a node refused the step as malformed (a client bug).
+        """
+        step = self.next_step
+        positions = (self.position, hidden.shape[1])
+        self.step_positions.append(positions)
+        index = 0
+        while index < len(self.hops):
+            hop = self.hops[index]
+            kept = self.inputs.setdefault(hop.span[0], [])
+            assert len(kept) >= step, "a route boundary is missing inputs of past steps"
+            if len(kept) == step:
+                kept.append(hidden)
+            try:
+                output, receipt = await self._checked(hop, step, hidden, positions)
+            except HopFailed as failure:
+                await self._replace(index, step, failure)
+                continue  # the first replacement hop starts where the failed one did
+            self.receipts.append(receipt)
+            hidden = output
+            index += 1
+        self.next_step += 1
+        self.position += positions[1]
+        return hidden
+
+    async def _checked(self, hop: Hop, step: int, hidden: torch.Tensor,
+                       positions: tuple[int, int]) -> tuple[torch.Tensor, Receipt]:
+        """`run_hop`, with a receipt that does not check turned into the hop's failure."""
+        try:
+            return await self.run_hop(hop, step, hidden, positions)
+        except RemoteProtocolError as exc:
+            raise HopFailed(hop.peer_id, f"protocol violation at step {step}: {exc}") from exc
+
+    async def _replace(self, index: int, step: int, failure: HopFailed) -> None:
+        """Swap ``hops[index]`` for a replayed replacement of its blocks."""
+        hop = self.hops[index]
+        logger.warning("session %s: hop %s on blocks [%d, %d) failed at step %d: %s",
+                       self.info.session_id.hex(), hop.peer_id, *hop.span, step, failure.reason)
+        await self._close(hop)
+        self._exclude(failure)
+        start, end = hop.span
+        replacement = await self._open_segment(start, end, replay_steps=step)
+        self.hops[index:index + 1] = replacement
+        self.failovers.append(FailoverEvent(
+            step=step, peer_id=str(hop.peer_id), span=hop.span, reason=failure.reason,
+            replacement=tuple((str(h.peer_id), *h.span) for h in replacement),
+            replayed_steps=step))
+        boundaries = {h.span[0] for h in self.hops}
+        self.inputs = {b: kept for b, kept in self.inputs.items() if b in boundaries}
+
+    async def _open_segment(self, start: int, end: int, replay_steps: int) -> list[Hop]:
+        """Open hops covering ``[start, end)`` and replay steps ``0 .. replay_steps - 1``.
+
+        Raises:
+            NoRoute: no remaining provider covers some of the blocks.
+            SessionFailed: too many nodes failed.
+        """
+        while True:
+            route = await self.router.route(start, end, frozenset(self.excluded))
+            opened: list[Hop] = []
+            try:
+                for target in route:
+                    opened.append(await self.router.open(target))
+                fresh = await self._replay(opened, start, replay_steps)
+            except HopFailed as failure:
+                logger.warning("session %s: %s", self.info.session_id.hex(), failure)
+                for hop in opened:
+                    await self._close(hop)
+                self._exclude(failure)
+                continue
+            self.inputs.update(fresh)
+            return opened
+
+    async def _replay(self, hops: list[Hop], start: int,
+                      steps: int) -> dict[int, list[torch.Tensor]]:
+        """Replay past steps through fresh hops; returns the inputs kept at their inner boundaries.
+
+        Raises:
+            HopFailed: a hop failed or returned a receipt that does not check.
+        """
+        fresh: dict[int, list[torch.Tensor]] = {hop.span[0]: [] for hop in hops[1:]}
+        for step in range(steps):
+            hidden = self.inputs[start][step]
+            for position, hop in enumerate(hops):
+                if position:
+                    fresh[hop.span[0]].append(hidden)
+                hidden, _ = await self._checked(hop, step, hidden, self.step_positions[step])
+        return fresh
+
+    def _exclude(self, failure: HopFailed) -> None:
+        """Never use this node again in this session; give up after too many.
+
+        Raises:
+            SessionFailed: more than ``max_failovers`` nodes have failed.
+        """
+        self.excluded.add(failure.peer_id)
+        if len(self.excluded) > self.config.max_failovers:
+            raise SessionFailed(f"gave up after {len(self.excluded)} nodes failed; "
+                                f"the last: {failure}")
+
+    async def _close(self, hop: Hop) -> None:
+        with trio.move_on_after(self.config.close_timeout):
+            await hop.aclose()

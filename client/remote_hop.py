@@ -1,0 +1,206 @@
+"""A hop over the network: one `/darwin/forward/1` stream carrying one session on one node.
+
+Rules (``specs/forward-protocol.md``):
+- `RemoteHop.open` sends `OpenSession` for the route hop's sub-span and waits for
+  `SessionOpened`; every later frame is one `StepRequest` answered by one `StepResult`.
+- Every wait is bounded (`HopConfig`); every frame read is bounded in size before it is read
+  and decoded under the protocol's limits.
+- Whatever makes the hop unusable (dial failure, closed or reset stream, timeout, an error frame
+  other than a refused step, a malformed or mismatched answer) raises `HopFailed`, and the
+  stream is reset: the caller routes around the node. An error frame refusing a step
+  (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
+- The hop tracks its own positions: a step starts where the previous one ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import trio
+
+from darwin.client.session import HopFailed, StepRefused
+from darwin.node.framing import FrameConfig, FramedStream, TransportError
+from darwin.node.host import Host
+from darwin.node.torch_wire import from_wire, to_wire
+from darwin.protocol import (
+    AdapterId,
+    CloseSession,
+    ErrorCode,
+    ErrorFrame,
+    Message,
+    ModelId,
+    OpenSession,
+    PeerId,
+    Receipt,
+    RemoteProtocolError,
+    SessionId,
+    SessionOpened,
+    StepRequest,
+    StepResult,
+    decode,
+)
+
+logger = logging.getLogger(__name__)
+
+FORWARD_PROTOCOL = "/darwin/forward/1"
+MAX_FORWARD_FRAME = 64 * 2**20  # forward-protocol.md, "Limits"
+# Error codes with which a node refuses one step and keeps the session (forward-protocol.md).
+STEP_REFUSAL_CODES = frozenset(
+    {ErrorCode.BAD_REQUEST, ErrorCode.LENGTH_EXCEEDED, ErrorCode.UNKNOWN_SESSION})
+
+
+@dataclass(frozen=True)
+class HopConfig:
+    """Time and size bounds of one remote hop."""
+
+    open_timeout: float = 10.0  # seconds to dial, negotiate the protocol and get SessionOpened
+    step_timeout: float = 120.0  # seconds from sending a step to holding its whole result
+    close_timeout: float = 2.0  # seconds to say CloseSession before the stream is reset
+    max_frame_size: int = MAX_FORWARD_FRAME  # largest frame read or written
+
+
+@dataclass(frozen=True)
+class HopTarget:
+    """Where a hop runs: a node, how to reach it, and the blocks it should run for us."""
+
+    peer_id: str
+    addrs: tuple[str, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SessionTerms:
+    """What every hop of one inference session is opened with."""
+
+    session_id: SessionId
+    model_id: ModelId
+    max_length: int  # positions the session needs: prompt plus generated tokens
+    adapter_id: AdapterId | None = None
+
+
+class RemoteHop:
+    """One session on one node, spoken over one forward stream."""
+
+    def __init__(self, target: HopTarget, terms: SessionTerms, framed: FramedStream,
+                 config: HopConfig) -> None:
+        self.target = target
+        self.terms = terms
+        self.framed = framed
+        self.config = config
+        self.position = 0  # where the next step starts
+        self.closed = False
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return (self.target.start, self.target.end)
+
+    @property
+    def peer_id(self) -> PeerId:
+        return PeerId(self.target.peer_id)
+
+    @classmethod
+    async def open(cls, host: Host, target: HopTarget, terms: SessionTerms,
+                   config: HopConfig = HopConfig()) -> RemoteHop:
+        """Open a forward stream to `target` and start the session on it.
+
+        Raises:
+            HopFailed: the node is unreachable, slow, refused the session, or answered with
+                anything but the `SessionOpened` we asked for.
+        """
+        peer = target.peer_id
+        try:
+            stream = await host.open_stream(peer, FORWARD_PROTOCOL, addrs=target.addrs,
+                                            timeout=config.open_timeout)
+        except (TransportError, ValueError) as exc:
+            raise HopFailed(peer, f"cannot open {FORWARD_PROTOCOL}: {exc}") from exc
+        frame_config = FrameConfig(max_frame_size=config.max_frame_size,
+                                   frame_timeout=config.step_timeout, idle_timeout=None,
+                                   write_timeout=config.step_timeout)
+        hop = cls(target, terms, FramedStream(stream, frame_config), config)
+        request = OpenSession(session_id=terms.session_id, model_id=terms.model_id,
+                              adapter_id=terms.adapter_id, span_start=target.start,
+                              span_end=target.end, max_length=terms.max_length)
+        reply = await hop._exchange(request, config.open_timeout, "open")
+        if isinstance(reply, ErrorFrame):
+            await hop._abort()
+            raise HopFailed(peer, f"refused the session ({reply.code.value}: {reply.message})")
+        if not isinstance(reply, SessionOpened) or (
+                reply.session_id, reply.span_start, reply.span_end) != (
+                terms.session_id, target.start, target.end):
+            await hop._abort()
+            raise HopFailed(peer, f"answered open_session with an unexpected {reply.KIND}")
+        if reply.max_length < terms.max_length:
+            await hop._abort()
+            raise HopFailed(peer, f"granted max_length {reply.max_length}, "
+                                  f"{terms.max_length} needed")
+        logger.debug("opened session %s on %s for blocks [%d, %d)",
+                     terms.session_id.hex(), peer, target.start, target.end)
+        return hop
+
+    async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+        """Run one step (hidden states (batch, seq, hidden)) and return the output and receipt.
+
+        Raises:
+            HopFailed: the hop cannot go on (see the module rules).
+            StepRefused: the node refused this step as malformed or out of order.
+        """
+        request = StepRequest.create(self.terms.session_id, step, self.position, to_wire(hidden))
+        reply = await self._exchange(request, self.config.step_timeout, f"step {step}")
+        if isinstance(reply, ErrorFrame):
+            if reply.code in STEP_REFUSAL_CODES:
+                raise StepRefused(f"{self.peer_id} refused step {step} "
+                                  f"({reply.code.value}: {reply.message})")
+            await self._abort()
+            raise HopFailed(self.peer_id, f"failed step {step} "
+                                          f"({reply.code.value}: {reply.message})")
+        if not isinstance(reply, StepResult) or reply.step != step:
+            await self._abort()
+            raise HopFailed(self.peer_id, f"answered step {step} with an unexpected {reply.KIND}")
+        output = from_wire(reply.hidden)  # (batch, seq, hidden)
+        if output.shape != hidden.shape or output.dtype != hidden.dtype:
+            await self._abort()
+            raise HopFailed(self.peer_id, f"returned {output.dtype} {list(output.shape)} for "
+                                          f"{hidden.dtype} {list(hidden.shape)}")
+        self.position += hidden.shape[1]
+        return output, reply.receipt
+
+    async def aclose(self) -> None:
+        """Close the session politely if the stream still works; never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        with trio.move_on_after(self.config.close_timeout) as scope:
+            try:
+                await self.framed.write(CloseSession(self.terms.session_id).to_wire())
+            except TransportError:
+                scope.cancel()
+        if scope.cancelled_caught:
+            await self.framed.reset()
+        else:
+            await self.framed.close()
+
+    async def _exchange(self, request: Message, timeout: float, what: str) -> Message:
+        """Send one frame and read one answer within `timeout` seconds.
+
+        Raises:
+            HopFailed: the stream broke, the time ran out, or the answer is not a message.
+        """
+        try:
+            with trio.fail_after(timeout):
+                await self.framed.write(request.to_wire())
+                return decode(await self.framed.read())
+        except trio.TooSlowError:
+            reason = f"no answer to {what} within {timeout} s"
+        except TransportError as exc:
+            reason = f"stream failed during {what}: {exc}"
+        except RemoteProtocolError as exc:
+            reason = f"sent a malformed answer to {what}: {exc}"
+        await self._abort()
+        raise HopFailed(self.peer_id, reason)
+
+    async def _abort(self) -> None:
+        self.closed = True
+        await self.framed.reset()

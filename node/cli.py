@@ -1,0 +1,207 @@
+"""The ``darwin-node`` command: ``darwin-node join ...`` serves a span until SIGINT or SIGTERM.
+
+Rules:
+- argv is read here and nowhere else; it becomes one `NodeConfig`, then ``trio.run``.
+- The only line on stdout is ``listening MULTIADDR`` (the full ``/ip4/.../tcp/PORT/p2p/PEERID``),
+  printed and flushed once the node is ready: handlers set, blocks announced. Logs go to stderr.
+- A startup failure is one readable line on stderr, never a traceback: exit code 2 for an
+  argument, the model or the home directory, 1 for the network or anything unexpected.
+- SIGINT or SIGTERM, at any time, stops the node cleanly: exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import multiaddr
+import trio
+
+from darwin.node.config import DTYPES, MIB, NodeConfig
+from darwin.node.host import HostConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _blocks(text: str) -> tuple[int, int] | None:
+    """``A:B`` -> (A, B); ``auto`` -> None."""
+    if text == "auto":
+        return None
+    start, sep, end = text.partition(":")
+    if not sep or not start.isdigit() or not end.isdigit() or int(start) >= int(end):
+        raise argparse.ArgumentTypeError(f"expected A:B with 0 <= A < B, or auto; got {text!r}")
+    return (int(start), int(end))
+
+
+def _multiaddr(text: str) -> str:
+    try:
+        multiaddr.Multiaddr(text)
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(f"not a multiaddr: {text!r} ({exc})") from None
+    return text
+
+
+def _peer_multiaddr(text: str) -> str:
+    if "/p2p/" not in _multiaddr(text):
+        raise argparse.ArgumentTypeError(f"a bootstrap address must end in /p2p/PEERID: {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darwin-node", description="A Darwin node: serves blocks of a model."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    join = commands.add_parser("join", help="serve a span of a model's blocks in a swarm")
+    join.add_argument("--model", required=True, help="local Hugging Face checkpoint directory")
+    join.add_argument(
+        "--blocks",
+        required=True,
+        type=_blocks,
+        metavar="A:B|auto",
+        help="blocks to serve, A..B-1, or auto: the span the swarm covers least",
+    )
+    join.add_argument(
+        "--num-blocks",
+        type=int,
+        metavar="N",
+        help="how many blocks --blocks auto serves (default: half the model)",
+    )
+    join.add_argument(
+        "--listen",
+        action="append",
+        type=_multiaddr,
+        metavar="MULTIADDR",
+        help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})",
+    )
+    join.add_argument(
+        "--bootstrap",
+        nargs="+",
+        action="extend",
+        type=_peer_multiaddr,
+        default=[],
+        metavar="MULTIADDR",
+        help="peers to join through; none starts a new swarm",
+    )
+    join.add_argument("--home", required=True, help="directory of the node's key and caches")
+    join.add_argument("--max-sessions", type=int, default=16, metavar="N")
+    join.add_argument(
+        "--max-length",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="longest session admitted, in tokens",
+    )
+    join.add_argument(
+        "--kv-budget-mib",
+        type=float,
+        metavar="MIB",
+        help="KV-cache memory all sessions may reserve (default: max-sessions "
+        "full-length sessions)",
+    )
+    join.add_argument(
+        "--resident-blocks",
+        type=int,
+        metavar="K",
+        help="stream weights, keeping at most K blocks in memory",
+    )
+    join.add_argument("--dtype", choices=DTYPES, default="float32")
+    join.add_argument("--log-level", choices=_LOG_LEVELS, default="info")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    """Raises ValueError: for a value out of range."""
+    host = HostConfig(
+        listen=tuple(args.listen or [DEFAULT_LISTEN]), bootstrap=tuple(args.bootstrap)
+    )
+    budget = None if args.kv_budget_mib is None else int(args.kv_budget_mib * MIB)
+    return NodeConfig(
+        model_path=Path(args.model),
+        home=Path(args.home),
+        blocks=args.blocks,
+        auto_blocks=args.num_blocks,
+        host=host,
+        max_sessions=args.max_sessions,
+        max_length=args.max_length,
+        kv_budget_bytes=budget,
+        resident_blocks=args.resident_blocks,
+        dtype=args.dtype,
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("darwin").setLevel(level.upper())
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        logger.info("%s received, shutting down", signal.Signals(signum).name)
+        scope.cancel()
+        return
+
+
+async def _serve_until_signal(config: NodeConfig) -> None:
+    from darwin.node.server import start_node  # torch and transformers load here, not at --help
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            async with start_node(config) as node:
+                print(f"listening {node.listen_addr}", flush=True)
+                await trio.sleep_forever()
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"darwin-node: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested one-member groups (trio's nurseries wrap errors)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``darwin-node``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed usage or help
+        return exc.code if isinstance(exc.code, int) else 2
+    _configure_logging(args.log_level)
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    try:
+        trio.run(_serve_until_signal, config)
+    except BaseException as raised:
+        return _exit_code(_single(raised))
+    return 0
+
+
+def _exit_code(exc: BaseException) -> int:
+    from darwin.node.server import StartupError
+
+    if isinstance(exc, StartupError):
+        return _fail(str(exc), exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if not isinstance(exc, Exception):
+        raise exc
+    logger.debug("the node failed", exc_info=exc)
+    return _fail(f"{type(exc).__name__}: {exc}", 1)

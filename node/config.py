@@ -1,0 +1,108 @@
+"""The configuration of a serving node: one frozen dataclass per component, passed whole.
+
+Rules:
+- Only the CLI reads argv; everything below it receives a `NodeConfig`.
+- Construction validates what can be checked without the model (ranges, dtype names); what
+  needs the checkpoint (the span against ``n_layers``) is checked at startup.
+- Defaults of the forward limits are the normative ones of ``specs/forward-protocol.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from darwin.node.host import HostConfig
+
+__all__ = ["DTYPES", "ForwardLimits", "InfoLimits", "NodeConfig"]
+
+DTYPES = ("float32", "float16", "bfloat16")
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class ForwardLimits:
+    """Bounds on one ``/darwin/forward/1`` stream."""
+
+    # Largest frame accepted or sent, in bytes (header checked before the body is read).
+    max_frame_size: int = 64 * MIB
+    # Seconds from the first byte of a frame to its last; a half-sent frame is dropped after it.
+    frame_timeout: float = 60.0
+    # Seconds a session may stay without any frame before the node closes it.
+    idle_timeout: float = 300.0
+    # Seconds allowed to write one frame to a client that does not read.
+    write_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_frame_size < 1024:
+            raise ValueError("max_frame_size must be at least 1024 bytes")
+        for name in ("frame_timeout", "idle_timeout", "write_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True)
+class InfoLimits:
+    """Bounds on one ``/darwin/info/1`` exchange."""
+
+    # Largest request frame accepted, in bytes (an InfoRequest is a few dozen).
+    max_frame_size: int = 4096
+    # Seconds the client has to send its whole request, and we to write the answer.
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything `darwin.node.server.start_node` needs."""
+
+    # Local Hugging Face checkpoint directory to serve.
+    model_path: Path
+    # Directory of the node's persistent state: its identity key, the model-id digest cache.
+    home: Path
+    # Blocks [start, end) to serve; None picks the span the swarm covers least (--blocks auto).
+    blocks: tuple[int, int] | None = None
+    # How many blocks --blocks auto serves; None: half the model, rounded up.
+    auto_blocks: int | None = None
+    # Where to listen and whom to join through (the host's own config).
+    host: HostConfig = field(default_factory=HostConfig)
+    # Most forward sessions open at once.
+    max_sessions: int = 16
+    # Longest session (prompt plus generated tokens) the node admits.
+    max_length: int = 2048
+    # Bytes all sessions' KV caches may reserve together; None: max_sessions full-length
+    # sessions of one batch row over the whole span.
+    kv_budget_bytes: int | None = None
+    # Blocks kept in memory at once (streaming-weights mode); None keeps the whole span.
+    resident_blocks: int | None = None
+    # The dtype the node computes in and accepts on the wire.
+    dtype: str = "float32"
+    # Seconds the node promises (in every receipt) to keep a step's activations for a challenge.
+    retention_s: int = 600
+    # Steps computed at once; torch already uses every core for one step.
+    compute_threads: int = 1
+    # Seconds for each per-block provider lookup when choosing a span automatically.
+    discovery_timeout: float = 5.0
+    # Bounds on forward streams.
+    forward: ForwardLimits = field(default_factory=ForwardLimits)
+    # Bounds on info exchanges.
+    info: InfoLimits = field(default_factory=InfoLimits)
+
+    def __post_init__(self) -> None:
+        """Raises ValueError: for a value out of range."""
+        if self.blocks is not None:
+            start, end = self.blocks
+            if not 0 <= start < end:
+                raise ValueError(f"blocks {start}:{end} is not a non-empty range A:B with 0 <= A")
+        if self.auto_blocks is not None and self.auto_blocks < 1:
+            raise ValueError("the number of blocks must be at least 1")
+        for name in ("max_sessions", "max_length", "compute_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        if self.kv_budget_bytes is not None and self.kv_budget_bytes < 0:
+            raise ValueError("the KV-cache budget cannot be negative")
+        if self.resident_blocks is not None and self.resident_blocks < 1:
+            raise ValueError("resident-blocks must be at least 1")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not 0 <= self.retention_s < 2**32:
+            raise ValueError("retention must be between 0 and 2^32 - 1 seconds")

@@ -1,0 +1,189 @@
+"""A serving node: load a span, start the host, serve forward and info, announce the blocks.
+
+Rules:
+- `start_node` is an async context manager. On entry everything is ready: the identity is
+  loaded, the span loaded, both handlers set and every block announced. On exit the host stops,
+  which ends every stream; each handler then releases its session.
+- Startup runs what needs no network first (identity, checkpoint, model id, an explicit span
+  checked against the model), so a bad argument fails before a port is opened.
+- A failure a user can cause at startup is a `StartupError`: one readable line and an exit code
+  (2: an argument, the model or the home directory; 1: the network).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import trio
+
+from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
+from darwin.node.announce import announce_span, provider_counts
+from darwin.node.block_selection import choose_span
+from darwin.node.committed_span import CommitConfig
+from darwin.node.config import NodeConfig
+from darwin.node.forward_handler import FORWARD_PROTOCOL, ForwardHandler
+from darwin.node.home import load_or_create_identity, model_cache_dir
+from darwin.node.host import BootstrapError, Host, open_host
+from darwin.node.info_handler import INFO_PROTOCOL, InfoHandler
+from darwin.node.served_span import ServedSpan
+from darwin.node.sessions import SessionLimits, SessionTable
+from darwin.protocol import Identity, IdentityFileError, ModelId
+from darwin.protocol.forward_session import ServePolicy
+
+__all__ = ["Node", "StartupError", "start_node"]
+
+logger = logging.getLogger(__name__)
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class StartupError(Exception):
+    """The node cannot start; ``str(exc)`` is the line to show, ``exit_code`` the status."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Node:
+    """A running node, as `start_node` yields it."""
+
+    config: NodeConfig
+    identity: Identity
+    host: Host
+    served: ServedSpan
+    sessions: SessionTable
+
+    @property
+    def peer_id(self) -> str:
+        return self.host.peer_id
+
+    @property
+    def listen_addr(self) -> str:
+        """The first address we listen on, ``/ip4/.../tcp/PORT/p2p/PEERID``."""
+        return self.host.listen_addrs[0]
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.served.span
+
+    @property
+    def model_id(self) -> ModelId:
+        return self.served.model_id
+
+
+@asynccontextmanager
+async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
+    """Start serving per ``config``; see the module rules.
+
+    Raises:
+        StartupError: a bad model, span or home directory, or no bootstrap peer reachable.
+    """
+    identity = _identity(config.home)
+    checkpoint, mid = await trio.to_thread.run_sync(
+        partial(_open_model, config), abandon_on_cancel=True
+    )
+    if config.blocks is not None:
+        _check_span(config.blocks, checkpoint)
+    joined = False
+    try:
+        async with open_host(identity.seed, config.host) as host:
+            joined = True
+            span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
+            runner = await trio.to_thread.run_sync(
+                partial(_load, config, checkpoint, span), abandon_on_cancel=True
+            )
+            served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s))
+            sessions = SessionTable(_session_limits(config, served))
+            _serve(host, config, served, sessions)
+            await announce_span(host, mid, span)
+            logger.info(
+                "node %s serves blocks [%d, %d) of %s at %s",
+                host.peer_id,
+                *span,
+                config.model_path,
+                host.listen_addrs,
+            )
+            yield Node(config, identity, host, served, sessions)
+    except BootstrapError as exc:
+        if joined:
+            raise
+        raise StartupError(str(exc), exit_code=1) from None
+
+
+def _identity(home: Path) -> Identity:
+    try:
+        return load_or_create_identity(home)
+    except (IdentityFileError, OSError) as exc:
+        raise StartupError(f"cannot use home directory {home}: {exc}") from None
+
+
+def _open_model(config: NodeConfig) -> tuple[Checkpoint, ModelId]:
+    """Open the checkpoint lazily and compute its model id (digests cached in the home)."""
+    try:
+        checkpoint = Checkpoint.open(config.model_path)
+        return checkpoint, ModelId(model_id(checkpoint, cache_dir=model_cache_dir(config.home)))
+    except (ModelError, OSError) as exc:
+        raise StartupError(f"cannot serve model {config.model_path}: {exc}") from None
+
+
+def _check_span(span: tuple[int, int], checkpoint: Checkpoint) -> None:
+    start, end = span
+    if not 0 <= start < end <= checkpoint.n_layers:
+        raise StartupError(
+            f"blocks {start}:{end} are not inside the model's "
+            f"{checkpoint.n_layers} blocks (0:{checkpoint.n_layers})"
+        )
+
+
+async def _auto_span(
+    host: Host, config: NodeConfig, mid: ModelId, n_layers: int
+) -> tuple[int, int]:
+    """The span the swarm covers least (``--blocks auto``)."""
+    length = config.auto_blocks or (n_layers + 1) // 2
+    counts = await provider_counts(host, mid, n_layers, config.discovery_timeout)
+    span = choose_span(counts, length)
+    logger.info("providers per block %s: choosing blocks [%d, %d)", counts, *span)
+    return span
+
+
+def _load(config: NodeConfig, checkpoint: Checkpoint, span: tuple[int, int]) -> SpanRunner:
+    try:
+        return SpanRunner.load(
+            checkpoint,
+            *span,
+            dtype=_TORCH_DTYPES[config.dtype],
+            resident_blocks=config.resident_blocks,
+        )
+    except ModelError as exc:
+        raise StartupError(f"cannot load blocks {span[0]}:{span[1]}: {exc}") from None
+
+
+def _session_limits(config: NodeConfig, served: ServedSpan) -> SessionLimits:
+    budget = config.kv_budget_bytes
+    if budget is None:
+        budget = config.max_sessions * served.kv_bytes_per_row(*served.span, config.max_length)
+    return SessionLimits(max_sessions=config.max_sessions, kv_budget_bytes=budget)
+
+
+def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: SessionTable) -> None:
+    start, end = served.span
+    policy = ServePolicy(
+        model_id=served.model_id,
+        span_start=start,
+        span_end=end,
+        max_length=config.max_length,
+        retention_s=config.retention_s,
+    )
+    compute = trio.CapacityLimiter(config.compute_threads)
+    host.set_stream_handler(
+        FORWARD_PROTOCOL, ForwardHandler(served, sessions, policy, config.forward, compute)
+    )
+    host.set_stream_handler(INFO_PROTOCOL, InfoHandler(served, sessions, config.info))

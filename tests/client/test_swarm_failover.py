@@ -1,0 +1,232 @@
+"""Failover without a network: in-process hops that die or lie, replaced and replayed exactly.
+
+The router here serves hops from committed spans in this process; faults are injected per peer
+at a chosen step, so every case is deterministic. The multi-process version of the same
+guarantees is in ``test_swarm_e2e.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from darwin.client.failover import (
+    FailoverConfig,
+    FailoverSession,
+    SessionFailed,
+    find_subroute,
+)
+from darwin.client.generation import generate
+from darwin.client.route import Hop as RouteHop
+from darwin.client.route import NoRoute, Provider
+from darwin.client.sampling import SamplingConfig
+from darwin.client.session import Hop, HopFailed, SessionInfo, StepRefused
+from darwin.model import Checkpoint, ClientParts, SpanRunner
+from darwin.node.committed_span import CommitConfig, CommittedSpan
+from darwin.node.local_hop import LocalHop
+from darwin.protocol import Identity, ModelId, PeerId, Receipt, new_session_id
+
+MODEL_ID = ModelId(b"\x07" * 32)
+PROMPT = [5, 17, 42, 99, 123, 7, 250, 31]
+NEW_TOKENS = 8
+
+
+@dataclass
+class _FaultyHop:
+    """A local hop that, from step `at` on, is gone, lies about its output, or refuses."""
+
+    inner: LocalHop
+    at: int
+    mode: str  # "gone" | "tamper" | "refuse"
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.inner.span
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.inner.peer_id
+
+    async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+        if step >= self.at and self.mode == "gone":
+            raise HopFailed(self.peer_id, "stream closed")
+        if step >= self.at and self.mode == "refuse":
+            raise StepRefused("bad_request")
+        output, receipt = await self.inner.step(step, hidden)
+        if step >= self.at and self.mode == "tamper":
+            output = output + 1e-3
+        return output, receipt
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class _LocalRouter:
+    """Providers as (identity, span) in this process; `faults` maps a peer to (step, mode)."""
+
+    checkpoint: Checkpoint
+    session_id: bytes
+    spans: dict[str, tuple[int, int]]
+    identities: dict[str, Identity]
+    faults: dict[str, tuple[int, str]] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
+    opened: list[tuple[str, int, int]] = field(default_factory=list)
+
+    async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
+        providers = [Provider(peer, a, b) for peer, (a, b) in self.spans.items()]
+        return find_subroute(providers, start, end, exclude=exclude)
+
+    async def open(self, hop: RouteHop) -> Hop:
+        peer = hop.provider.peer_id
+        if peer in self.unreachable:
+            raise HopFailed(peer, "connection refused")
+        self.opened.append((peer, hop.start, hop.end))
+        span = CommittedSpan(SpanRunner.load(self.checkpoint, hop.start, hop.end),
+                             self.identities[peer], CommitConfig(MODEL_ID, retention_s=60))
+        local = LocalHop(span, self.session_id, max_length=64)  # type: ignore[arg-type]
+        if peer in self.faults:
+            at, mode = self.faults[peer]
+            return _FaultyHop(local, at, mode)
+        return local
+
+
+def _router(checkpoint: Checkpoint, spans: dict[str, tuple[int, int]]
+            ) -> tuple[_LocalRouter, SessionInfo]:
+    identities = {name: Identity.from_seed(bytes([i + 1]) * 32) for i, name in enumerate(spans)}
+    keyed = {identities[name].peer_id: span for name, span in spans.items()}
+    info = SessionInfo(model_id=MODEL_ID, n_layers=checkpoint.n_layers,
+                       session_id=new_session_id())
+    by_peer = {identities[name].peer_id: identities[name] for name in spans}
+    return _LocalRouter(checkpoint, info.session_id, keyed, by_peer), info
+
+
+def _peer(router: _LocalRouter, index: int) -> str:
+    return list(router.spans)[index]
+
+
+async def _generate(checkpoint: Checkpoint, router: _LocalRouter, info: SessionInfo,
+                    config: FailoverConfig | None = None
+                    ) -> tuple[list[int], FailoverSession]:
+    session = await FailoverSession.open(info, router, config or FailoverConfig())
+    tokens = await generate(ClientParts.load(checkpoint), session, PROMPT,
+                            SamplingConfig(max_new_tokens=NEW_TOKENS))
+    await session.aclose()
+    return tokens, session
+
+
+async def _reference(checkpoint: Checkpoint) -> list[int]:
+    router, info = _router(checkpoint, {"all": (0, checkpoint.n_layers)})
+    tokens, _ = await _generate(checkpoint, router, info)
+    return tokens
+
+
+def _verify(session: FailoverSession) -> None:
+    session.trace().verify(model_id=MODEL_ID, n_layers=session.info.n_layers,
+                           session_id=session.info.session_id)
+
+
+def test_find_subroute_names_missing_blocks_in_model_numbers() -> None:
+    providers = [Provider("a", 0, 2), Provider("b", 1, 4), Provider("c", 3, 6)]
+    route = find_subroute(providers, 2, 6)
+    assert [h.provider.peer_id for h in route] == ["b", "c"]
+    assert (route[0].start, route[0].end, route[1].end) == (2, route[1].start, 6)
+    assert route[0].provider.span_start == 1  # the provider as offered, not clipped
+    with pytest.raises(NoRoute, match=r"no available provider serves blocks \[4, 6\)"):
+        find_subroute(providers, 2, 6, exclude=frozenset({"c"}))
+
+
+@pytest.mark.parametrize("mode", ["gone", "tamper"])
+async def test_a_failed_hop_is_replaced_and_replayed_with_identical_output(
+        tiny_llama: Path, mode: str) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4), "b2": (2, 4)})
+    session = await FailoverSession.open(info, router)
+    serving = str(session.hops[1].peer_id)
+    router.faults[serving] = (3, mode)
+    session.hops[1] = await router.open(RouteHop(Provider(serving, 2, 4), 2, 4))
+    router.opened.clear()
+
+    tokens = await generate(ClientParts.load(checkpoint), session, PROMPT,
+                            SamplingConfig(max_new_tokens=NEW_TOKENS))
+
+    assert tokens == reference
+    [event] = session.failovers
+    assert (event.step, event.peer_id, event.span, event.replayed_steps) == (3, serving, (2, 4), 3)
+    assert router.opened == [(event.replacement[0][0], 2, 4)]
+    assert session.excluded == {serving}
+    _verify(session)  # replayed receipts stayed out: one chain per step
+    assert len(session.receipts) == 2 * NEW_TOKENS
+
+
+async def test_a_replacement_may_cut_the_blocks_differently(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4), "c": (2, 3), "d": (3, 4)})
+    b = _peer(router, 1)
+    router.faults[b] = (2, "gone")
+
+    tokens, session = await _generate(checkpoint, router, info)
+
+    assert tokens == reference
+    [event] = session.failovers
+    assert event.span == (2, 4)
+    assert [(a, z) for _, a, z in event.replacement] == [(2, 3), (3, 4)]
+    assert [h.span for h in session.hops] == [(0, 2), (2, 3), (3, 4)]
+    assert sorted(session.inputs) == [0, 2, 3]  # inputs kept exactly at the route's boundaries
+    _verify(session)
+
+
+async def test_a_replacement_that_fails_during_replay_is_replaced_too(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 4), "b": (0, 4), "c": (0, 4)})
+    first, second = _peer(router, 0), _peer(router, 1)
+    router.faults = {first: (4, "gone"), second: (1, "gone")}
+
+    tokens, session = await _generate(checkpoint, router, info)
+
+    assert tokens == reference
+    [event] = session.failovers
+    assert event.peer_id == first and event.replacement == ((_peer(router, 2), 0, 4),)
+    assert session.excluded == {first, second}  # the second failed during the replay
+    _verify(session)
+
+
+async def test_unreachable_nodes_are_skipped_when_the_route_is_opened(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {"a": (0, 4), "b": (0, 4)})
+    router.unreachable = {_peer(router, 0), _peer(router, 1)}
+    with pytest.raises(NoRoute, match=r"no available provider serves blocks \[0, 4\)"):
+        await FailoverSession.open(info, router)
+    router.unreachable = {_peer(router, 0)}
+    session = await FailoverSession.open(info, router)
+    assert [str(h.peer_id) for h in session.hops] == [_peer(router, 1)]
+
+
+async def test_without_a_replica_the_error_names_the_missing_blocks(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4)})
+    router.faults[_peer(router, 1)] = (2, "gone")
+    with pytest.raises(NoRoute, match=r"no available provider serves blocks \[2, 4\)"):
+        await _generate(checkpoint, router, info)
+
+
+async def test_a_session_gives_up_after_max_failovers(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {str(i): (0, 4) for i in range(4)})
+    router.faults = {peer: (1, "gone") for peer in router.spans}
+    with pytest.raises(SessionFailed, match="gave up after 3 nodes failed"):
+        await _generate(checkpoint, router, info, FailoverConfig(max_failovers=2))
+
+
+async def test_a_refused_step_is_not_failed_over(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {"a": (0, 4), "b": (0, 4)})
+    router.faults = {peer: (1, "refuse") for peer in router.spans}
+    with pytest.raises(StepRefused):
+        await _generate(checkpoint, router, info)

@@ -1,0 +1,173 @@
+"""Shared helpers of the serving-node tests: an in-process node, a raw client, an honest session.
+
+The client speaks the forward protocol by hand (open_host + framing + messages), so the tests
+check the node against the spec, not against the client package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from transport_support import seed
+
+from darwin.model import Checkpoint, SpanRunner
+from darwin.node.config import ForwardLimits, NodeConfig
+from darwin.node.forward_handler import FORWARD_PROTOCOL
+from darwin.node.framing import StreamClosed, read_frame, write_frame
+from darwin.node.host import Host, HostConfig, Stream, open_host
+from darwin.node.server import Node, start_node
+from darwin.node.torch_wire import digest, from_wire, to_wire
+from darwin.protocol import (
+    CloseSession,
+    ErrorCode,
+    ErrorFrame,
+    Message,
+    OpenSession,
+    SessionId,
+    SessionOpened,
+    StepRequest,
+    StepResult,
+    check_receipt,
+    decode,
+    new_session_id,
+)
+
+HIDDEN = 64  # width of the tiny models (conftest's tiny_llama)
+QUICK_HOST = {"dial_timeout": 3.0, "dht_timeout": 3.0, "shutdown_timeout": 3.0}
+# Short frame deadline, so half-open attacks resolve fast; the idle timeout stays long.
+QUICK_FORWARD = ForwardLimits(
+    max_frame_size=1 << 20, frame_timeout=0.5, idle_timeout=60.0, write_timeout=5.0
+)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads on a small shared machine (see tests/model)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def node_config(model: Path, home: Path, **changes: object) -> NodeConfig:
+    """A test node: the whole 4-block model, 4 sessions of up to 32 tokens, quick limits."""
+    config = NodeConfig(
+        model_path=model,
+        home=home,
+        blocks=(0, 4),
+        host=HostConfig(**QUICK_HOST),
+        max_sessions=4,
+        max_length=32,
+        forward=QUICK_FORWARD,
+    )
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def node_and_client(config: NodeConfig) -> AsyncIterator[tuple[Node, Host]]:
+    """A running node and a client host (a DHT client) that joined through it."""
+    async with AsyncExitStack() as stack:
+        node = await stack.enter_async_context(start_node(config))
+        joined = HostConfig(bootstrap=(node.listen_addr,), dht_server=False, **QUICK_HOST)  # type: ignore[arg-type]
+        client = await stack.enter_async_context(open_host(seed(99), joined))
+        yield node, client
+
+
+async def open_forward(client: Host, node: Node) -> Stream:
+    return await client.open_stream(node.peer_id, FORWARD_PROTOCOL, addrs=[node.listen_addr])
+
+
+async def send(stream: Stream, message: Message) -> None:
+    await write_frame(stream, message.to_wire(), 1 << 22)
+
+
+async def receive(stream: Stream) -> Message:
+    return decode(await read_frame(stream, 1 << 22, timeout=10))
+
+
+async def expect_error(stream: Stream, code: ErrorCode) -> ErrorFrame:
+    answer = await receive(stream)
+    assert isinstance(answer, ErrorFrame), answer
+    assert answer.code is code, answer
+    return answer
+
+
+async def expect_end(stream: Stream) -> None:
+    """The node ended the stream (closed or reset) instead of sending another frame."""
+    with pytest.raises(StreamClosed):
+        await read_frame(stream, 1 << 22, timeout=10)
+
+
+def hidden_states(seq: int, seed_: int, batch: int = 1) -> torch.Tensor:
+    """(batch, seq, HIDDEN) deterministic inputs."""
+    return torch.randn(batch, seq, HIDDEN, generator=torch.Generator().manual_seed(seed_))
+
+
+class HonestSession:
+    """A well-behaved client session on one node, checked step by step against a local runner."""
+
+    def __init__(self, stream: Stream, node: Node, span: tuple[int, int], max_length: int) -> None:
+        self.stream = stream
+        self.node = node
+        self.span = span
+        self.session_id = SessionId(new_session_id())
+        runner = SpanRunner.load(Checkpoint.open(node.config.model_path), *span)
+        self.reference = runner
+        self.reference_session = runner.new_session(max_length)
+        self.step_index = 0
+        self.position = 0
+
+    @classmethod
+    async def open(
+        cls, client: Host, node: Node, span: tuple[int, int] | None = None, max_length: int = 16
+    ) -> HonestSession:
+        span = span or node.span
+        session = cls(await open_forward(client, node), node, span, max_length)
+        await send(
+            session.stream, OpenSession(session.session_id, node.model_id, None, *span, max_length)
+        )
+        reply = await receive(session.stream)
+        assert isinstance(reply, SessionOpened), reply
+        assert (reply.span_start, reply.span_end, reply.max_length) == (*span, max_length)
+        return session
+
+    def request(self, hidden: torch.Tensor) -> StepRequest:
+        return StepRequest.create(self.session_id, self.step_index, self.position, to_wire(hidden))
+
+    async def step(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Send one step; check the output equals the local runner's and the receipt."""
+        await send(self.stream, self.request(hidden))
+        result = await receive(self.stream)
+        assert isinstance(result, StepResult), result
+        output = from_wire(result.hidden)
+        expected = self.reference.forward(self.reference_session, hidden).hidden
+        assert torch.equal(output, expected)
+        check_receipt(
+            result.receipt,
+            expected_node=self.node.identity.peer_id,
+            model_id=self.node.model_id,
+            session_id=self.session_id,
+            step=self.step_index,
+            span=self.span,
+            input_hash=digest(hidden),
+            output_hash=digest(output),
+            positions=(self.position, hidden.shape[1]),
+        )
+        self.step_index += 1
+        self.position += hidden.shape[1]
+        return output
+
+    async def run(self, steps: int = 3, seed_: int = 0) -> None:
+        """A prefill of 5 tokens, then ``steps - 1`` one-token decode steps."""
+        for i in range(steps):
+            await self.step(hidden_states(5 if self.position == 0 else 1, seed_ + i))
+
+    async def close(self) -> None:
+        """Close the session and wait until the node has ended the stream (and freed it)."""
+        await send(self.stream, CloseSession(self.session_id))
+        await expect_end(self.stream)
