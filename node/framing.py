@@ -6,8 +6,10 @@ Rules of this module (normative text: ``specs/transport.md``, section "Framing")
   payload bytes. ``n = 0`` is a valid, empty frame. There is no other header:
   what the payload means is decided by the protocol id of the stream.
 - Every reader has a hard limit. The declared length is checked against it
-  *before* a single byte of the body is read or allocated, so a peer cannot make
-  us buffer more than the limit by lying in the header.
+  before any body byte is requested, so a peer cannot make us read or allocate
+  more than the limit by lying in the header. (A :class:`FramedStream` asks for
+  up to ``READ_AHEAD`` bytes when it needs a header, taking at most what the
+  muxer already holds; it never waits for body bytes of a refused frame.)
 - A read has two clocks: ``idle_timeout`` bounds the wait for the first byte of a
   frame (an idle session may legitimately wait long), ``timeout`` bounds the time
   from that first byte to the last one (a peer that starts a frame must finish

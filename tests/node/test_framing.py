@@ -132,77 +132,85 @@ async def test_libp2p_read_errors_become_stream_closed(error: Exception, reset: 
 
 
 async def test_idle_timeout_bounds_the_wait_for_a_frame(autojump_clock: object) -> None:
-    stream = FakeStream()
-    start = trio.current_time()
-    with pytest.raises(FrameTimeout) as info:
-        await read_frame(stream, idle_timeout=30, timeout=1)
-    assert trio.current_time() - start == pytest.approx(30)
-    assert info.value.received == 0
+    with trio.fail_after(1000):  # virtual seconds under autojump_clock
+        stream = FakeStream()
+        start = trio.current_time()
+        with pytest.raises(FrameTimeout) as info:
+            await read_frame(stream, idle_timeout=30, timeout=1)
+        assert trio.current_time() - start == pytest.approx(30)
+        assert info.value.received == 0
 
 
 async def test_frame_timeout_starts_at_the_first_byte(autojump_clock: object) -> None:
-    stream = FakeStream()
+    with trio.fail_after(1000):  # virtual seconds under autojump_clock
+        stream = FakeStream()
 
-    async def trickle() -> None:
-        await trio.sleep(100)  # idle long before the frame: allowed without idle_timeout
-        stream.feed(encode_header(8) + b"1234")  # ...then the body stalls
+        async def trickle() -> None:
+            await trio.sleep(100)  # idle long before the frame: allowed without idle_timeout
+            stream.feed(encode_header(8) + b"1234")  # ...then the body stalls
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trickle)
-        start = trio.current_time()
-        with pytest.raises(FrameTimeout) as info:
-            await read_frame(stream, timeout=5)
-    assert trio.current_time() - start == pytest.approx(105)
-    assert info.value.received == HEADER_SIZE + 4
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle)
+            start = trio.current_time()
+            with pytest.raises(FrameTimeout) as info:
+                await read_frame(stream, timeout=5)
+        assert trio.current_time() - start == pytest.approx(105)
+        assert info.value.received == HEADER_SIZE + 4
 
 
 async def test_slow_but_timely_frames_pass(autojump_clock: object) -> None:
-    stream = FakeStream()
+    with trio.fail_after(1000):  # virtual seconds under autojump_clock
+        stream = FakeStream()
 
-    async def drip() -> None:
-        for byte in encode_header(3) + b"abc":
-            await trio.sleep(0.5)
-            stream.feed(bytes([byte]))
+        async def drip() -> None:
+            for byte in encode_header(3) + b"abc":
+                await trio.sleep(0.5)
+                stream.feed(bytes([byte]))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drip)
-        assert await read_frame(stream, timeout=5) == b"abc"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drip)
+            assert await read_frame(stream, timeout=5) == b"abc"
 
 
 async def test_write_frame_refuses_oversize_without_sending() -> None:
-    stream = FakeStream()
-    with pytest.raises(FrameTooLarge):
-        await write_frame(stream, b"x" * 11, max_size=10)
-    assert stream.written == b""
+    with trio.fail_after(5):
+        stream = FakeStream()
+        with pytest.raises(FrameTooLarge):
+            await write_frame(stream, b"x" * 11, max_size=10)
+        assert stream.written == b""
 
 
 @pytest.mark.parametrize("payload", [b"abc", bytearray(b"abc"), memoryview(b"xabcx")[1:4]])
 async def test_write_frame_accepts_buffers(payload: bytes | bytearray | memoryview) -> None:
-    stream = FakeStream()
-    await write_frame(stream, payload)
-    assert stream.written == encode_header(3) + b"abc"
+    with trio.fail_after(5):
+        stream = FakeStream()
+        await write_frame(stream, payload)
+        assert stream.written == encode_header(3) + b"abc"
 
 
 async def test_big_frames_are_written_without_copying_into_one_buffer() -> None:
-    stream = FakeStream()
-    payload = b"p" * (1 << 20)
-    await write_frame(stream, payload)
-    assert stream.written == encode_header(1 << 20) + payload
+    with trio.fail_after(5):
+        stream = FakeStream()
+        payload = b"p" * (1 << 20)
+        await write_frame(stream, payload)
+        assert stream.written == encode_header(1 << 20) + payload
 
 
 async def test_write_errors_become_stream_closed() -> None:
-    stream = FakeStream()
-    stream.write_error = StreamReset()
-    with pytest.raises(StreamClosed) as info:
-        await write_frame(stream, b"abc")
-    assert info.value.reset
+    with trio.fail_after(5):
+        stream = FakeStream()
+        stream.write_error = StreamReset()
+        with pytest.raises(StreamClosed) as info:
+            await write_frame(stream, b"abc")
+        assert info.value.reset
 
 
 async def test_write_timeout(autojump_clock: object) -> None:
-    stream = FakeStream()
-    stream.write_blocks = True  # a peer that never opens its window
-    with pytest.raises(FrameTimeout):
-        await write_frame(stream, b"abc", timeout=2)
+    with trio.fail_after(1000):  # virtual seconds under autojump_clock
+        stream = FakeStream()
+        stream.write_blocks = True  # a peer that never opens its window
+        with pytest.raises(FrameTimeout):
+            await write_frame(stream, b"abc", timeout=2)
 
 
 async def test_framed_stream_applies_its_config() -> None:
