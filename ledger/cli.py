@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -46,7 +47,8 @@ def ledger_path(home: Path) -> Path:
 
 
 def _error(message: str) -> int:
-    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(message)}")
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}")
     return EXIT_UNREADABLE
 
 
@@ -75,7 +77,7 @@ def verify_command(home: Path, json: bool = False) -> int:
     if json:
         sys.stdout.write(jsonlib.dumps(report.to_json()) + "\n")
     else:
-        Console(highlight=False).print(escape(verify_summary(report)))
+        Console(highlight=False, soft_wrap=True).print(escape(verify_summary(report)))
     return EXIT_OK if report.ok else EXIT_BAD
 
 
@@ -115,6 +117,11 @@ def export_command(home: Path, out: Path | None = None) -> int:
     return EXIT_OK
 
 
+def short_peer(peer: str) -> str:
+    """A peer id cut to fit a table: its last 10 characters (the start is always 12D3KooW)."""
+    return peer if len(peer) <= 12 else f"…{peer[-10:]}"
+
+
 def _write_lines(entries: list[Entry], stream: TextIO) -> None:
     for entry in entries:
         stream.write(jsonlib.dumps(entry.to_json(), sort_keys=True) + "\n")
@@ -149,14 +156,16 @@ def reputation_command(home: Path, json: bool = False, *,
                  for score in ranked]
         sys.stdout.write(jsonlib.dumps({"owner": owner, "peers": peers}) + "\n")
         return EXIT_OK
-    table = Table(title=f"reputation as seen by {owner}")
-    for column in ("peer", "trust", "successes", "failures", "passes", "fails", "state",
-                   "verify rate", "latency ms"):
-        table.add_column(column, justify="left" if column in ("peer", "state") else "right")
+    table = Table(title=f"reputation as seen by {owner}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="ok/failed: decayed evidence; passes/fails: weighted verdicts; "
+                          "verify: verification rate; ms: mean latency; --json for full ids")
+    for column in ("peer", "trust", "ok", "failed", "passes", "fails", "state", "verify", "ms"):
+        table.add_column(column, justify="left" if column in ("peer", "state") else "right",
+                         no_wrap=True)
     for score in ranked:
         state = "banned" if score.banned else "probation" if score.probation else "trusted"
         latency = "-" if score.latency_ms is None else f"{score.latency_ms:.0f}"
-        table.add_row(score.peer, f"{score.trust:.3f}", f"{score.successes:.1f}",
+        table.add_row(short_peer(score.peer), f"{score.trust:.3f}", f"{score.successes:.1f}",
                       f"{score.failures:.1f}", f"{score.verified_passes:.1f}",
                       f"{score.verified_fails:.1f}", state,
                       f"{verification_rate(score, params):.2f}", latency)

@@ -9,9 +9,9 @@ Rules (normative layout in ``specs/ledger.md``):
   transaction that reads the head, signs and inserts; when ``append`` returns, the entry is
   committed and survives SIGKILL (and power loss, as far as the disk honours fsync). Appends from
   threads are serialised by a lock, appends from other processes by SQLite's write lock.
-* Own records are anchored to the previous hash and signed by the owner; records received from
-  others (verdicts) go through ``append_signed``, which checks their signature first and refuses
-  duplicates.
+* Own records are anchored to the previous hash and signed by the owner (``append``); records
+  received from others (verdicts) go through ``append_signed``, which refuses the owner's own
+  records, checks the signature first and refuses duplicates.
 * A checkpoint entry signs the head; after it commits, it is also written atomically to the
   *signed head file* ``<ledger>.head`` so ``verify_ledger`` can detect a truncated tail. The file
   never claims more than what was committed (it is written after the commit).

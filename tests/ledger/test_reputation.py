@@ -24,7 +24,7 @@ from darwin.ledger import (
 )
 from darwin.protocol import Identity, PeerId
 
-NOW = T0 + 1_000
+NOW = T0  # entries are dated T0 + 1, T0 + 2...: none has decayed at NOW (age counts from 0)
 WEEK = DEFAULT_PARAMS.half_life_ms
 HONEST, CHEATER, NEWCOMER = identity("honest"), identity("cheater"), identity("newcomer")
 TRUSTED_V, WEAK_V, SYBIL_V = identity("trusted-v"), identity("weak-v"), identity("sybil-v")
@@ -122,7 +122,7 @@ def test_a_confirmed_fraud_proof_bans_forever() -> None:
     proof = FraudProof(FraudStatus.CONFIRMED, b"\x01" * 32, TRUSTED_V.peer_id)
     records = [*successes(CHEATER, 500, clock), own(EntryKind.FRAUD_PROOF, CHEATER, proof, clock()),
                *successes(CHEATER, 500, clock)]
-    for now in (NOW, NOW + 520 * WEEK):  # ten years later
+    for now in (NOW + 1_000, NOW + 520 * WEEK):  # ten years later
         banned = score(records, CHEATER, now=now)
         assert banned.banned and banned.trust == 0.0 and banned.traffic_share_cap == 0.0
         assert not banned.probation

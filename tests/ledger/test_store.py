@@ -140,6 +140,8 @@ def test_received_records_are_verdicts_only_and_never_twice(ledger_path: Path) -
         theirs = Record.sign(VERIFIER, EntryKind.SUCCESS, PEER.peer_id, {}, time_ms=T0)
         with pytest.raises(InvalidEntryError, match="only written by the owner"):
             ledger.append_signed(theirs)
+        with pytest.raises(InvalidEntryError, match="written with append"):
+            ledger.append_signed(verdict(OWNER, PEER))  # ours must be anchored: use append
         record = verdict(VERIFIER, PEER)
         entry = ledger.append_signed(record)
         assert ledger.contains(record)
