@@ -81,7 +81,8 @@ class _Stamps(BaseStreamer):
 
 
 def _model(args: argparse.Namespace) -> Path:
-    path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}-v{args.vocab}"
+    suffix = "" if args.vocab == 32000 else f"-v{args.vocab}"  # bench/span_chain.py's model
+    path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}{suffix}"
     if not (path / "model.safetensors").exists():
         make_tiny("llama", path, layers=args.layers, hidden=args.hidden, vocab=args.vocab)
     return path
@@ -166,6 +167,8 @@ def main() -> None:
     parser.add_argument("--prompt-lengths", default="128,1024",
                         help="comma-separated prompt lengths in tokens")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment variable for the node processes (repeatable)")
     args = parser.parse_args()
     lengths = [int(x) for x in args.prompt_lengths.split(",")]
     path = _model(args)
@@ -183,8 +186,9 @@ def main() -> None:
     hf = _hf_runs(path, prompts, args.new_tokens)
     max_length = max(lengths) + args.new_tokens + 8
     with tempfile.TemporaryDirectory(prefix="darwin-bench-") as root, LocalSwarm(
-            path, Path(root), LocalSwarmConfig(start_timeout=300, max_length=max_length,
-                                               max_sessions=4)) as swarm:
+            path, Path(root), LocalSwarmConfig(
+                start_timeout=300, max_length=max_length, max_sessions=4,
+                env=tuple(tuple(item.split("=", 1)) for item in args.node_env))) as swarm:
         swarm.start(blocks[:1], ["node0"])
         swarm.start(blocks[1:], [f"node{i}" for i in range(1, len(blocks))])
         swarm_runs, route = trio.run(_swarm_runs, path, swarm.bootstrap, prompts,

@@ -115,11 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool) -> None:
-    """Warnings of darwin on stderr (everything of darwin with -v); libp2p only when it fails."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("darwin").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("libp2p").setLevel(logging.WARNING if verbose else logging.ERROR)
+    """Quiet by default (the outcome is the output, an error is one line); -v: darwin's debug log
+    and libp2p's warnings on stderr. libp2p resets its own logger's level when imported, so its
+    records are filtered at our handler. Where logging is already set up (a host program, the
+    tests) it is left alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    logging.getLogger("darwin").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    libp2p_floor = logging.WARNING if verbose else logging.CRITICAL
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.name.startswith("libp2p") or record.levelno >= libp2p_floor
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(keep)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,14 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
+    except (KeyboardInterrupt, Exception, BaseExceptionGroup) as raised:
+        return _report(raised)
+
+
+def _report(raised: BaseException) -> int:
+    """The edge: Ctrl-C is 130, any other error one readable line (details only with -v)."""
+    interrupted = isinstance(raised, KeyboardInterrupt) or (
+        isinstance(raised, BaseExceptionGroup) and raised.subgroup(KeyboardInterrupt))
+    if interrupted:
+        err_console.print("interrupted", soft_wrap=True)
         return 130
-    except Exception as raised:  # the edge: one readable line, details only with -v
-        exc = _single(raised)
-        logger.debug("command failed", exc_info=raised)
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        return 1
+    exc = _single(raised)
+    logger.debug("command failed", exc_info=raised)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return 1
 
 
 def _single(exc: BaseException) -> BaseException:

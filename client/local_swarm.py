@@ -46,6 +46,7 @@ class LocalSwarmConfig:
     max_length: int | None = None  # --max-length of every node (None: the node's default)
     max_sessions: int | None = None  # --max-sessions of every node
     extra_args: tuple[str, ...] = ()  # more arguments for every node
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for every node
 
 
 @dataclass
@@ -164,7 +165,7 @@ class LocalSwarm:
         argv += list(self.config.extra_args)
         log_path = home / "node.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1"}
+               "TRANSFORMERS_OFFLINE": "1", **dict(self.config.env)}
         with log_path.open("w") as log:
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                        stdin=subprocess.DEVNULL, text=True, env=env,

@@ -20,10 +20,12 @@ import pytest
 import trio
 from swarm_support import local_swarm, reference_generation
 
+from darwin.client.cli import main
 from darwin.client.local_swarm import LocalSwarm
 from darwin.client.route import NoRoute
 from darwin.client.sampling import SamplingConfig
 from darwin.client.submit import Submission, SubmitConfig, SubmitResult
+from darwin.model import make_tiny
 from darwin.protocol import verify_trace
 
 pytestmark = pytest.mark.slow
@@ -147,3 +149,13 @@ async def test_without_a_replica_the_client_names_the_missing_blocks_in_bounded_
         with trio.fail_after(120):
             await submission.run(on_token)
     assert killed_at and trio.current_time() - killed_at[0] < 30.0
+
+
+def test_submit_for_a_model_nobody_serves_is_one_error_line(
+        tmp_path: Path, chain: LocalSwarm, capsys: pytest.CaptureFixture[str]) -> None:
+    other = make_tiny("llama", tmp_path / "other", layers=3, hidden=32, seed=1)
+    code = main(["submit", "hello", "--model", str(other), "--bootstrap", *chain.bootstrap,
+                 "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err == "error: no available provider serves blocks [0, 3)\n"
