@@ -19,6 +19,7 @@ from rich.markup import escape
 
 logger = logging.getLogger(__name__)
 err_console = Console(stderr=True)
+DEFAULT_HOME = "~/.darwin"
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -72,6 +73,42 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(config)
 
 
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from darwin.ledger.cli import verify_command
+
+    return verify_command(Path(args.home).expanduser(), json=args.json)
+
+
+def _ledger_export(args: argparse.Namespace) -> int:
+    from darwin.ledger.cli import export_command
+
+    return export_command(Path(args.home).expanduser(), Path(args.out) if args.out else None)
+
+
+def _reputation(args: argparse.Namespace) -> int:
+    from darwin.ledger.cli import reputation_command
+
+    return reputation_command(Path(args.home).expanduser(), json=args.json)
+
+
+def _add_ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ledger = commands.add_parser("ledger", help="check or export a node's or client's ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = ledger_commands.add_parser("verify", help="recompute the hash chain and signatures")
+    verify.add_argument("--home", default=DEFAULT_HOME, help="the ledger's home (~/.darwin)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(run=_ledger_verify)
+    export = ledger_commands.add_parser("export", help="write every entry as a JSON line")
+    export.add_argument("--home", default=DEFAULT_HOME, help="the ledger's home (~/.darwin)")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(run=_ledger_export)
+
+    reputation = commands.add_parser("reputation", help="peers' reputation from a ledger")
+    reputation.add_argument("--home", default=DEFAULT_HOME, help="the ledger's home (~/.darwin)")
+    reputation.add_argument("--json", action="store_true")
+    reputation.set_defaults(run=_reputation)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darwin", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -111,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--home", help="where the demo keeps its model and its nodes' homes "
                                      "(~/.cache/darwin/demo)")
     demo.set_defaults(run=_demo)
+    _add_ledger_commands(commands)
     return parser
 
 

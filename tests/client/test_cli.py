@@ -54,3 +54,32 @@ def test_python_dash_m_darwin_is_the_same_program() -> None:
                             text=True, timeout=60, check=False)
     assert result.returncode == 0 and "make-tiny" not in result.stderr
     assert "demo" in result.stdout
+
+
+def test_ledger_verify_reputation_and_export_read_a_home(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from darwin.ledger import Ledger
+    from darwin.protocol import Identity
+
+    identity = Identity.generate()
+    identity.save(tmp_path / "identity")
+    peer = Identity.generate().peer_id
+    with Ledger.open(tmp_path / "ledger.sqlite", identity) as ledger:
+        ledger.record_success(peer)
+        ledger.record_failure(peer, "timeout")
+    assert main(["ledger", "verify", "--home", str(tmp_path)]) == 0
+    assert main(["reputation", "--home", str(tmp_path), "--json"]) == 0
+    assert peer in capsys.readouterr().out
+    assert main(["ledger", "export", "--home", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("\n") >= 3
+
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("UPDATE entries SET subject = 'x' WHERE seq = 2")
+    assert main(["ledger", "verify", "--home", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "entry 2" in captured.out + captured.err
