@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.markup import escape
 
 logger = logging.getLogger(__name__)
 err_console = Console(stderr=True)
-DEFAULT_HOME = "~/.darwin"
+DEFAULT_HOME = os.environ.get("DARWIN_HOME", "~/.darwin")  # the client's identity and ledger
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def _submit(args: argparse.Namespace) -> int:
                               top_p=args.top_p, seed=args.seed)
     config = SubmitConfig(model=Path(args.model), prompt=args.prompt,
                           bootstrap=tuple(args.bootstrap), sampling=sampling,
-                          home=Path(args.home) if args.home else None)
+                          home=Path(args.home).expanduser())
     submission = Submission(config)
     if args.json:
         result = trio.run(submission.run)
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local checkpoint dir (config, tokenizer, embeddings and head)")
     submit.add_argument("--bootstrap", required=True, nargs="+", action="extend",
                         metavar="MULTIADDR", help="swarm peers to join through (/p2p/ addrs)")
-    submit.add_argument("--home", help="directory keeping the client's identity")
+    submit.add_argument("--home", default=DEFAULT_HOME,
+                        help="the client's identity and ledger (~/.darwin, or $DARWIN_HOME)")
     submit.add_argument("--max-new-tokens", type=int, default=32)
     submit.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     submit.add_argument("--top-p", type=float, default=1.0)

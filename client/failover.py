@@ -19,6 +19,7 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import torch
 import trio
 
 from darwin.client.route import Hop as RouteHop
-from darwin.client.route import NoRoute, Provider, RouteCosts, find_route
+from darwin.client.route import NoRoute, Provider, RouteCosts, route_admitting
 from darwin.client.session import Hop, HopFailed, InferenceSession, SessionInfo
 from darwin.protocol import Receipt, RemoteProtocolError
 
@@ -81,8 +82,11 @@ class FailoverEvent:
 
 def find_subroute(providers: Iterable[Provider], start: int, end: int,
                   costs: RouteCosts = DEFAULT_COSTS,
-                  exclude: frozenset[str] = frozenset()) -> list[RouteHop]:
+                  exclude: frozenset[str] = frozenset(),
+                  admit_probation: bool = True) -> list[RouteHop]:
     """The cheapest chain of providers covering blocks ``[start, end)`` of the model.
+
+    Providers on probation are left out unless `admit_probation` or nobody else covers them.
 
     Raises:
         NoRoute: naming, in the model's block numbers, the first blocks nobody serves.
@@ -92,11 +96,11 @@ def find_subroute(providers: Iterable[Provider], start: int, end: int,
     for provider in providers:
         low, high = max(provider.span_start, start), min(provider.span_end, end)
         if low < high and provider.peer_id not in exclude:
-            shifted.append(Provider(provider.peer_id, low - start, high - start,
-                                    rtt_ms=provider.rtt_ms, load=provider.load))
+            shifted.append(dataclasses.replace(provider, span_start=low - start,
+                                               span_end=high - start))
             originals[provider.peer_id] = provider
     try:
-        route = find_route(shifted, end - start, costs)
+        route = route_admitting(shifted, end - start, costs, frozenset(), admit_probation)
     except NoRoute as exc:
         raise NoRoute((exc.missing[0] + start, exc.missing[1] + start)) from None
     return [RouteHop(originals[hop.provider.peer_id], hop.start + start, hop.end + start)

@@ -5,7 +5,12 @@ Rules (DESIGN.md, "The inference path"; as Petals' sequence manager):
   a hop may use any contiguous part of a provider's span.
 - Cost is expected latency: each hop pays the provider's round trip plus a fixed per-hop
   overhead (so fewer hops win ties), and each block it runs costs ``block_ms`` scaled by the
-  provider's reported load. Dijkstra over block boundaries finds the minimum.
+  provider's reported load. Distrust costs too: a hop through a provider of trust t pays
+  ``distrust_ms * (1 - t)`` more (the expected price of a failover or a failed check).
+  Dijkstra over block boundaries finds the minimum.
+- Banned providers (a confirmed fraud proof) are never used. Providers on probation (new keys)
+  are used only by the sessions that admit them (`admit_probation`, drawn per session with
+  the probation share), unless nobody else covers their blocks.
 - Providers can be excluded (failed ones during failover); if no route exists, `NoRoute` names
   the first block nobody serves.
 """
@@ -34,6 +39,9 @@ class Provider:
     span_end: int
     rtt_ms: float = 1.0  # measured round trip to the node
     load: float = 0.0  # the node's reported load: active sessions / capacity
+    trust: float = 1.0  # reputation in [0, 1] from the client's ledger
+    banned: bool = False  # a confirmed fraud proof: never routed through
+    probation: bool = False  # a new key: only in sessions that admit probation
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class RouteCosts:
 
     block_ms: float = 5.0  # compute time of one block for one step, unloaded
     hop_ms: float = 2.0  # fixed overhead of one more hop (framing, hashing, signing)
+    distrust_ms: float = 50.0  # extra cost of a hop through a provider of trust 0
 
 
 def find_route(providers: Iterable[Provider], n_layers: int,
@@ -61,7 +70,7 @@ def find_route(providers: Iterable[Provider], n_layers: int,
     Raises:
         NoRoute: some block has no provider outside `exclude`.
     """
-    usable = [p for p in providers if p.peer_id not in exclude
+    usable = [p for p in providers if p.peer_id not in exclude and not p.banned
               and 0 <= p.span_start < p.span_end <= n_layers]
     best: dict[int, float] = {0: 0.0}
     came_from: dict[int, Hop] = {}
@@ -84,8 +93,26 @@ def find_route(providers: Iterable[Provider], n_layers: int,
     raise NoRoute(_first_gap(usable, n_layers))
 
 
+def route_admitting(providers: Sequence[Provider], n_layers: int, costs: RouteCosts,
+                    exclude: frozenset[str], admit_probation: bool) -> list[Hop]:
+    """`find_route`, leaving providers on probation out unless admitted or indispensable.
+
+    Raises:
+        NoRoute: some block has no usable provider even with probation admitted.
+    """
+    if not admit_probation:
+        on_probation = frozenset(p.peer_id for p in providers if p.probation)
+        try:
+            return find_route(providers, n_layers, costs, exclude | on_probation)
+        except NoRoute:
+            pass
+    return find_route(providers, n_layers, costs, exclude)
+
+
 def _hop_cost(provider: Provider, blocks: int, costs: RouteCosts) -> float:
-    return costs.hop_ms + provider.rtt_ms + blocks * costs.block_ms * (1.0 + provider.load)
+    distrust = costs.distrust_ms * (1.0 - min(max(provider.trust, 0.0), 1.0))
+    return (costs.hop_ms + provider.rtt_ms + distrust
+            + blocks * costs.block_ms * (1.0 + provider.load))
 
 
 def _unwind(came_from: dict[int, Hop], n_layers: int) -> list[Hop]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 from rich.table import Table
 
+from darwin.client.client_ledger import record_generation, standing
 from darwin.client.failover import FailoverEvent, FailoverSession
 from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
@@ -143,8 +144,11 @@ class Submission:
         config = self.config
         host_config = HostConfig(listen=(config.listen,), bootstrap=config.bootstrap,
                                  dht_server=False)
-        async with open_host(self.identity().seed, host_config) as host:
-            client = await SwarmClient.connect(host, self.model_id, self.n_layers, config.swarm)
+        identity = self.identity()
+        scores = standing(config.home, identity) if config.home is not None else {}
+        async with open_host(identity.seed, host_config) as host:
+            client = await SwarmClient.connect(host, self.model_id, self.n_layers, config.swarm,
+                                               scores)
             parts = await trio.to_thread.run_sync(
                 lambda: ClientParts.load(self.checkpoint, dtype=torch_dtype(client.dtype)))
             sampling = config.sampling
@@ -157,6 +161,7 @@ class Submission:
                 tokens = await generate(parts, session, self.prompt_ids, sampling, on_token)
             finally:
                 await session.aclose()
+                self._record(identity, session)
         trace = session.trace()
         trace.verify(model_id=self.model_id, n_layers=self.n_layers,
                      session_id=session.info.session_id)
@@ -164,6 +169,15 @@ class Submission:
             model_id=self.model_id, prompt_ids=self.prompt_ids, token_ids=tokens,
             text=self.tokenizer.decode(tokens), route=route_of(session), trace=trace,
             steps=session.next_step, failovers=list(session.failovers))
+
+
+    def _record(self, identity: Identity, session: FailoverSession) -> None:
+        """Write what the session showed into the client's ledger (when it has a home)."""
+        if self.config.home is None:
+            return
+        served = [str(receipt.body.node_id) for receipt in session.receipts]
+        failed = {event.peer_id: event.reason for event in session.failovers}
+        record_generation(self.config.home, identity, served, failed)
 
 
 def route_of(session: FailoverSession) -> list[tuple[str, int, int]]:

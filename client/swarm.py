@@ -11,7 +11,10 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from darwin.client.discovery import DiscoveryConfig, Offer, choose_dtype, discover
@@ -20,8 +23,9 @@ from darwin.client.remote_hop import HopConfig, HopTarget, RemoteHop, SessionTer
 from darwin.client.route import Hop as RouteHop
 from darwin.client.route import NoRoute, Provider, RouteCosts
 from darwin.client.session import Hop, HopFailed, SessionInfo
+from darwin.ledger.reputation import Score, unknown_score
 from darwin.node.host import Host
-from darwin.protocol import DType, ModelId, new_session_id
+from darwin.protocol import DType, ModelId, PeerId, new_session_id
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +39,29 @@ class SwarmConfig:
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     costs: RouteCosts = field(default_factory=RouteCosts)
     dtype: DType | None = None  # the hidden states' dtype; None: what most nodes compute in
+    probation_share: float = 0.1  # share of sessions that admit nodes on probation
 
 
 class SwarmRouter:
     """Routes over discovered offers and opens remote hops for one session."""
 
-    def __init__(self, client: SwarmClient, terms: SessionTerms) -> None:
+    def __init__(self, client: SwarmClient, terms: SessionTerms, admit_probation: bool) -> None:
         self.client = client
         self.terms = terms
+        self.admit_probation = admit_probation
 
     async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
         """The cheapest hops covering ``[start, end)`` outside `exclude` (raises `NoRoute`)."""
         client = self.client
         try:
-            return find_subroute(client.providers(), start, end, client.config.costs, exclude)
+            return find_subroute(client.providers(), start, end, client.config.costs, exclude,
+                                 self.admit_probation)
         except NoRoute:
             if exclude <= client.looked_without:
                 raise
         await client.refresh(exclude)
-        return find_subroute(client.providers(), start, end, client.config.costs, exclude)
+        return find_subroute(client.providers(), start, end, client.config.costs, exclude,
+                             self.admit_probation)
 
     async def open(self, hop: RouteHop) -> Hop:
         """Open the session on one hop (raises `HopFailed`)."""
@@ -74,8 +82,11 @@ class SwarmClient:
     """
 
     def __init__(self, host: Host, model_id: ModelId, n_layers: int, config: SwarmConfig,
-                 offers: list[Offer], dtype: DType) -> None:
+                 offers: list[Offer], dtype: DType,
+                 scores: Mapping[str, Score] | None = None) -> None:
         self.host = host
+        self.scores = dict(scores or {})
+        self.random = random.Random()
         self.model_id = model_id
         self.n_layers = n_layers
         self.config = config
@@ -85,18 +96,29 @@ class SwarmClient:
 
     @classmethod
     async def connect(cls, host: Host, model_id: ModelId, n_layers: int,
-                      config: SwarmConfig = SwarmConfig()) -> SwarmClient:
-        """Discover the model's providers (no route is needed yet: sessions find out)."""
+                      config: SwarmConfig = SwarmConfig(),
+                      scores: Mapping[str, Score] | None = None) -> SwarmClient:
+        """Discover the model's providers (no route is needed yet: sessions find out).
+
+        `scores` is the client's reputation view (`darwin.client.client_ledger.standing`);
+        peers it does not know are on probation.
+        """
         offers = await discover(host, model_id, n_layers, config.dtype, config.discovery)
         dtype = config.dtype or choose_dtype(offers) or DType.FLOAT32
         offers = [offer for offer in offers if offer.info.dtype == dtype]
         logger.info("model %s: %d providers computing in %s", model_id.hex()[:16], len(offers),
                     dtype.value)
-        return cls(host, model_id, n_layers, config, offers, dtype)
+        return cls(host, model_id, n_layers, config, offers, dtype, scores)
 
     def providers(self) -> list[Provider]:
-        """The offers as the route finder sees them."""
-        return [offer.provider() for offer in self.offers.values()]
+        """The offers as the route finder sees them, with their standing in our ledger."""
+        providers = []
+        for offer in self.offers.values():
+            score = self.scores.get(offer.peer_id) or unknown_score(PeerId(offer.peer_id))
+            providers.append(dataclasses.replace(offer.provider(), trust=score.trust,
+                                                 banned=score.banned,
+                                                 probation=score.probation))
+        return providers
 
     async def refresh(self, exclude: frozenset[str] = frozenset()) -> None:
         """Look for providers again, not asking the excluded ones."""
@@ -116,4 +138,6 @@ class SwarmClient:
                            session_id=new_session_id())
         terms = SessionTerms(session_id=info.session_id, model_id=self.model_id,
                              max_length=max_length)
-        return await FailoverSession.open(info, SwarmRouter(self, terms), self.config.failover)
+        admit = self.random.random() < self.config.probation_share
+        return await FailoverSession.open(info, SwarmRouter(self, terms, admit),
+                                          self.config.failover)

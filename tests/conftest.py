@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# The client's default home (identity and ledger) is a fresh directory, never the user's.
+os.environ["DARWIN_HOME"] = tempfile.mkdtemp(prefix="darwin-home-")
 
 from pathlib import Path
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from darwin.client.route import NoRoute, Provider, RouteCosts, find_route
+from darwin.client.route import NoRoute, Provider, RouteCosts, find_route, route_admitting
 
 
 def _spans(route: list) -> list[tuple[str, int, int]]:
@@ -47,3 +47,28 @@ def test_fewer_hops_win_when_compute_is_equal() -> None:
     providers = [Provider("x", 0, 2), Provider("y", 2, 4), Provider("whole", 0, 4)]
     route = find_route(providers, 4, RouteCosts(block_ms=1.0, hop_ms=5.0))
     assert _spans(route) == [("whole", 0, 4)]
+
+
+def test_a_banned_provider_is_never_used_even_when_cheapest() -> None:
+    providers = [Provider("cheat", 0, 8, banned=True), Provider("a", 0, 4, rtt_ms=50.0),
+                 Provider("b", 4, 8, rtt_ms=50.0)]
+    assert [h.provider.peer_id for h in find_route(providers, 8)] == ["a", "b"]
+    with pytest.raises(NoRoute):
+        find_route([Provider("cheat", 0, 8, banned=True)], 8)
+
+
+def test_distrust_outweighs_a_small_latency_advantage() -> None:
+    providers = [Provider("fast-doubtful", 0, 4, rtt_ms=1.0, trust=0.2),
+                 Provider("slower-trusted", 0, 4, rtt_ms=10.0, trust=0.95)]
+    assert find_route(providers, 4)[0].provider.peer_id == "slower-trusted"
+
+
+def test_probation_is_used_only_when_admitted_or_indispensable() -> None:
+    providers = [Provider("new", 0, 4, rtt_ms=0.1, probation=True), Provider("old", 0, 4)]
+    chosen = route_admitting(providers, 4, RouteCosts(), frozenset(), admit_probation=False)
+    assert chosen[0].provider.peer_id == "old"
+    chosen = route_admitting(providers, 4, RouteCosts(), frozenset(), admit_probation=True)
+    assert chosen[0].provider.peer_id == "new"
+    only_new = [Provider("new", 0, 4, probation=True)]
+    chosen = route_admitting(only_new, 4, RouteCosts(), frozenset(), admit_probation=False)
+    assert chosen[0].provider.peer_id == "new"

@@ -11,6 +11,7 @@ deterministic: after token K, before step K+1 is sent).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,12 +22,14 @@ import trio
 from swarm_support import local_swarm, reference_generation
 
 from darwin.client.cli import main
+from darwin.client.client_ledger import standing
 from darwin.client.local_swarm import LocalSwarm
 from darwin.client.route import NoRoute
 from darwin.client.sampling import SamplingConfig
 from darwin.client.submit import Submission, SubmitConfig, SubmitResult
+from darwin.ledger import verify_ledger
 from darwin.model import make_tiny
-from darwin.protocol import verify_trace
+from darwin.protocol import Identity, verify_trace
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +89,11 @@ def test_submit_json_through_three_nodes_matches_transformers(
     assert [(h["start"], h["end"]) for h in out["route"]] == [(0, 2), (2, 4)]
     assert {h["peer_id"] for h in out["route"]} <= {node.peer_id for node in chain.nodes}
     assert out["trace"]["receipts"] == 2 * len(expected) and out["failovers"] == []
+    # The client's ledger (its default home) recorded every node that served, and verifies.
+    home = Path(os.environ["DARWIN_HOME"])
+    assert verify_ledger(home / "ledger.sqlite").ok
+    scores = standing(home, Identity.load(home / "identity"))
+    assert all(scores[h["peer_id"]].successes > 0 for h in out["route"])
 
 
 async def test_two_clients_generate_concurrently_through_the_same_nodes(
