@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,8 +193,8 @@ class RetentionStore:
             self._expire(now)
             session = self._sessions.setdefault(key, _Session())
             if body.step > len(session.steps):
-                logger.warning("retention: session %s step %d after %d steps; dropping it",
-                               body.session_id.hex(), body.step, len(session.steps))
+                logger.debug("retention: session %s step %d after %d steps; dropping it",
+                             body.session_id.hex(), body.step, len(session.steps))
                 self._drop(key)
                 return
             self._truncate(key, session, body.step)
@@ -356,8 +356,3 @@ class RetentionStore:
         self._memory_bytes -= record.nbytes
         self._disk_bytes += record.nbytes
         self._spilled += 1
-
-    def __iter__(self) -> Iterator[_Key]:
-        """The retained (session_id, span_start, span_end) keys, least recent first."""
-        with self._lock:
-            return iter(list(self._sessions))

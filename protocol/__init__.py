@@ -17,6 +17,7 @@ from .challenge import (
     RevealError,
     UnattributableReveal,
     check_reveal,
+    decode_answer,
 )
 from .errors import (
     IdentityFileError,
@@ -103,6 +104,7 @@ __all__ = [
     "check_receipt",
     "check_reveal",
     "decode",
+    "decode_answer",
     "encode",
     "layer_root_for",
     "merkle_proof",

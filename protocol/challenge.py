@@ -31,8 +31,9 @@ from .errors import LocalProtocolError, RemoteProtocolError, SignatureError, bla
 from .identity import SIGNATURE_SIZE, Identity, PeerId, verify_signature
 from .ids import DIGEST_SIZE, AdapterId, ModelId, SessionId
 from .merkle import MerkleProof, verify_merkle_proof
+from .messages import ErrorFrame
 from .receipt import Receipt
-from .schema import MAX_LAYERS, U32_MAX, MapReader, require_bytes, require_int
+from .schema import MAX_LAYERS, U32_MAX, MapReader, require_bytes, require_int, shown
 from .tensors import DType, TensorLimits, WireTensor
 from .wire import PROTOCOL_VERSION, WireLimits, pack, unpack
 
@@ -242,10 +243,6 @@ class Challenge:
         return cls.from_obj(unpack(data, limits))
 
 
-def _check_proofs(name: str, proofs: tuple[MerkleProof, ...]) -> None:
-    _require_tuple_of(name, proofs, MerkleProof, 1, MAX_CHALLENGE_STEPS)
-
-
 @dataclass(frozen=True)
 class Reveal:
     """Node → verifier: the challenged layer's inputs for steps ``0 .. step`` and its output.
@@ -384,6 +381,21 @@ class Reveal:
     def from_wire(cls, data: bytes, limits: WireLimits = CHALLENGE_LIMITS) -> Reveal:
         """Decode a reveal frame (raises ``RemoteProtocolError``)."""
         return cls.from_obj(unpack(data, limits), limits.tensor)
+
+
+def decode_answer(data: bytes, limits: WireLimits = CHALLENGE_LIMITS) -> Reveal | ErrorFrame:
+    """Decode the node's answer to a challenge: a reveal or an error frame.
+
+    Raises:
+        RemoteProtocolError: if the frame is malformed or holds another kind.
+    """
+    obj = unpack(data, limits)
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind == Reveal.KIND:
+        return Reveal.from_obj(obj, limits.tensor)
+    if kind == ErrorFrame.KIND:
+        return ErrorFrame.from_obj(obj, limits)
+    raise RemoteProtocolError(f"expected a reveal or an error, got kind {shown(kind)}")
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,19 @@ of every layer at every step):
 * ``merged_prefix``: the node ran the prompt in chunks and then decode steps, the verifier
   runs all steps before the checked one as a single prefill;
 * ``batched``: the node ran the session as row 0 of a batch of 2, committing that row;
+* ``rounded_ops``: the node computes every elementary operation (projection, norm,
+  activation, attention) in a wider dtype (float32 for 16-bit dtypes, float64 for float32)
+  and stores each result in the committed dtype, as GPU kernels that accumulate in float32
+  do: a stand-in for other hardware when none is at hand;
+* ``wide_internal`` (reported, not honest): the same without rounding between operations,
+  KV cache kept wide: a node that computes in a wider dtype than it announces;
 * ``device``: the node ran on another device (``--device cuda``); ``device_tf32`` the same
   with TF32 matrix products allowed (float32 only; not an honest float32 computation).
 
 Cheats (every layer, every step; the smallest error is reported):
 
-* ``weights_1pct``: the layer's weights multiplied by ``1 + 0.01 * N(0, 1)``;
+* ``weights_1pct``: the layer's weights multiplied by ``1 + 0.01 * N(0, 1)``; likewise
+  ``weights_5pct`` with 5% (where the dtype cannot see 1%, the size it does see);
 * ``output_noise_1pct``: the layer's output plus noise of 1% of its norm;
 * ``bf16_compute`` / ``fp16_compute``: the layer computed in a 16-bit dtype (float32 only);
 * ``skip_layer``: the layer's output is its input.
@@ -32,11 +39,12 @@ import contextlib
 import json
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
 
@@ -67,12 +75,12 @@ class Calibration:
     honest: dict[str, list[float]]
     cheats: dict[str, list[float]]
 
-    def max_honest(self, exclude: Sequence[str] = ("device_tf32",)) -> float:
+    def max_honest(self, exclude: Sequence[str] = ("device_tf32", "wide_internal")) -> float:
         values = [e for name, errors in self.honest.items() if name not in exclude
                   for e in errors]
         return max(values, default=0.0)
 
-    def min_cheat(self, exclude: Sequence[str] = ()) -> float:
+    def min_cheat(self, exclude: Sequence[str] = ("weights_5pct",)) -> float:
         values = [e for name, errors in self.cheats.items() if name not in exclude
                   for e in errors]
         return min(values, default=math.inf)
@@ -136,6 +144,47 @@ def _node_run(runner: SpanRunner, hidden: torch.Tensor, sizes: list[int],
     return leaves
 
 
+def _round_outputs(dtype: torch.dtype) -> Callable[[nn.Module, object, object], object]:
+    """A forward hook rounding a module's tensor output to ``dtype`` (keeping its dtype)."""
+    def hook(module: nn.Module, args: object, output: object) -> object:
+        if isinstance(output, torch.Tensor):
+            return output.to(dtype).to(output.dtype)
+        return output
+    return hook
+
+
+def _node_run_wide(checkpoint: Checkpoint, dtype: torch.dtype, hidden: torch.Tensor,
+                   sizes: list[int], round_ops: bool) -> list[list[torch.Tensor]]:
+    """``_node_run`` of the whole model by a node computing in a wider dtype than it commits.
+
+    The weights are those of ``dtype`` (rounded), widened exactly; every committed tensor is
+    rounded to ``dtype`` and the next layer consumes the rounded value. With ``round_ops``
+    the output of every elementary module (projections, norms, activations) is rounded to
+    ``dtype`` too, as kernels that compute in float32 and store in ``dtype`` do.
+    """
+    wide = torch.float64 if dtype == torch.float32 else torch.float32
+    low = SpanRunner.load(checkpoint, 0, checkpoint.n_layers, dtype=dtype)
+    for index in range(checkpoint.n_layers):
+        block = low.blocks.get(index).to(wide)
+        if round_ops:
+            for module in block.modules():
+                if not any(True for _ in module.children()):
+                    module.register_forward_hook(_round_outputs(dtype))
+    runner = SpanRunner(checkpoint, 0, checkpoint.n_layers, wide, low.blocks)
+    layers = [runner.sub_span(i, i + 1) for i in range(checkpoint.n_layers)]
+    sessions = [layer.new_session(sum(sizes)) for layer in layers]
+    leaves, offset = [], 0
+    for size in sizes:
+        x = hidden[:, offset:offset + size].to(dtype)
+        step = [x]
+        for layer, session in zip(layers, sessions, strict=True):
+            x = layer.forward(session, x.to(wide)).hidden.to(dtype)
+            step.append(x)
+        leaves.append(step)
+        offset += size
+    return leaves
+
+
 def _recompute(runner: SpanRunner, inputs: list[torch.Tensor], merge: bool = False,
                ) -> list[torch.Tensor]:
     """The verifier's outputs of a one-layer runner over per-step inputs, at every step.
@@ -183,13 +232,13 @@ class _Verifier:
 
 
 def _perturbed_runner(checkpoint: Checkpoint, layer: int, dtype: torch.dtype,
-                      seed: int) -> SpanRunner:
+                      seed: int, scale: float) -> SpanRunner:
     runner = SpanRunner.load(checkpoint, layer, layer + 1, dtype=dtype)
     generator = torch.Generator().manual_seed(seed + layer)
     with torch.no_grad():
         for parameter in runner.blocks.get(layer).parameters():
             noise = torch.randn(parameter.shape, generator=generator)
-            parameter.mul_(1 + 0.01 * noise.to(parameter.dtype))
+            parameter.mul_(1 + scale * noise.to(parameter.dtype))
     return runner
 
 
@@ -218,6 +267,10 @@ def _honest(checkpoint: Checkpoint, dtype: torch.dtype, config: CalibrationConfi
     honest["merged_prefix"] = verifier.errors(leaves, 0, layers, merge=True)
     batched = _node_run(full, hidden[:2], sizes)
     honest["batched"] = verifier.errors([[t[:1] for t in step] for step in batched], 0, layers)
+    honest["rounded_ops"] = verifier.errors(
+        _node_run_wide(checkpoint, dtype, row, sizes, round_ops=True), 0, layers)
+    honest["wide_internal"] = verifier.errors(
+        _node_run_wide(checkpoint, dtype, row, sizes, round_ops=False), 0, layers)
     if config.device is not None:
         on_device = SpanRunner.load(checkpoint, 0, n, dtype=dtype, device=config.device)
         with _tf32(False):
@@ -237,15 +290,17 @@ def _cheats(checkpoint: Checkpoint, dtype: torch.dtype, config: CalibrationConfi
     leaves = _node_run(SpanRunner.load(checkpoint, 0, n, dtype=dtype), hidden[:1],
                        _step_sizes(config))
     generator = torch.Generator().manual_seed(config.seed + 1)
-    cheats: dict[str, list[float]] = {"weights_1pct": [], "output_noise_1pct": [],
-                                      "skip_layer": []}
+    cheats: dict[str, list[float]] = {"weights_1pct": [], "weights_5pct": [],
+                                      "output_noise_1pct": [], "skip_layer": []}
     if dtype == torch.float32:
         cheats["bf16_compute"], cheats["fp16_compute"] = [], []
     for layer in layers:
         inputs = [step[layer] for step in leaves]
         honest = _recompute(verifier.runner(layer), inputs)
-        bad = _recompute(_perturbed_runner(checkpoint, layer, dtype, config.seed), inputs)
-        cheats["weights_1pct"] += [relative_error(b, h) for b, h in zip(bad, honest, strict=True)]
+        for name, scale in (("weights_1pct", 0.01), ("weights_5pct", 0.05)):
+            bad = _recompute(_perturbed_runner(checkpoint, layer, dtype, config.seed, scale),
+                             inputs)
+            cheats[name] += [relative_error(b, h) for b, h in zip(bad, honest, strict=True)]
         cheats["output_noise_1pct"] += [relative_error(_noised(h, generator, 0.01), h)
                                         for h in honest]
         cheats["skip_layer"] += [relative_error(x, h) for x, h in zip(inputs, honest, strict=True)]

@@ -24,9 +24,9 @@ import torch
 # Calibrated in specs/verification.md ("Tolerance"); each sits between the largest honest
 # error measured and the smallest error of a 1% perturbation, with margin on both sides.
 TOLERANCES = MappingProxyType({
-    "float32": 1e-4,
-    "bfloat16": 2e-2,
-    "float16": 4e-3,
+    "float32": 5e-5,  # honest <= 1.6e-6; 1% weights >= 6.9e-3; float16 compute >= 4.1e-4
+    "float16": 5e-3,  # honest <= 3.6e-3; 1% weights >= 7.0e-3
+    "bfloat16": 4e-2,  # honest <= 2.7e-2; 1% cheats (~1e-2) are NOT separable; 5% >= 3.5e-2
 })
 
 
