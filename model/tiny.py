@@ -88,7 +88,7 @@ def _config(
         "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
-        "max_position_embeddings": 1024,
+        "max_position_embeddings": 4096,  # room for the 1024-token benchmark prompt
         "bos_token_id": specials.get("bos"),
         "eos_token_id": specials.get("eos"),
         "pad_token_id": specials.get("pad"),
