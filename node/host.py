@@ -15,6 +15,8 @@ Rules of this module (normative text: ``specs/transport.md``):
 - Every libp2p failure that escapes is a :class:`~darwin.node.framing.TransportError`.
 - A stream handler that raises never takes the connection or the node down: the
   error is logged with the peer and the stream is reset.
+- With ``HostConfig.pubsub`` set, the host also runs GossipSub (:mod:`darwin.node.pubsub`,
+  ``specs/gossip.md``), started before it joins so every connection gets a pubsub stream.
 - Every py-libp2p 0.8.1 defect we work around lives in
   :mod:`darwin.node.libp2p_workarounds`, one function each, with a test.
 """
@@ -55,6 +57,7 @@ from darwin.node.libp2p_workarounds import (
     connection_config,
     query_providers,
 )
+from darwin.node.pubsub import HostPubsub, PubsubConfig, run_pubsub
 
 __all__ = [
     "BLOCK_KEY_DOMAIN",
@@ -118,6 +121,8 @@ class HostConfig:
     reprovide_interval: float = 10 * 60.0
     # Seconds the whole shutdown may take before it is cut short.
     shutdown_timeout: float = 5.0
+    # GossipSub parameters, or None to run no pubsub (Host.pubsub is then unavailable).
+    pubsub: PubsubConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -189,10 +194,12 @@ class Host:
         public_key: our raw 32-byte ed25519 public key (the receipt signer).
     """
 
-    def __init__(self, libp2p_host: IHost, dht: KadDHT, config: HostConfig) -> None:
+    def __init__(self, libp2p_host: IHost, dht: KadDHT, config: HostConfig,
+                 pubsub: HostPubsub | None = None) -> None:
         self._host = libp2p_host
         self._dht = dht
         self._config = config
+        self._pubsub = pubsub
         self._id = libp2p_host.get_id()
         self.peer_id: str = self._id.to_base58()
         self.public_key: bytes = libp2p_host.get_public_key().to_bytes()
@@ -202,6 +209,17 @@ class Host:
     def listen_addrs(self) -> list[str]:
         """The addresses we actually listen on, each ending in ``/p2p/<peer id>``."""
         return [str(addr) for addr in self._host.get_addrs()]
+
+    @property
+    def pubsub(self) -> HostPubsub:
+        """The host's GossipSub router.
+
+        Raises:
+            RuntimeError: the host was opened without ``HostConfig.pubsub``.
+        """
+        if self._pubsub is None:
+            raise RuntimeError("this host runs no pubsub; set HostConfig.pubsub")
+        return self._pubsub
 
     def connected_peers(self) -> list[str]:
         """Peer ids we hold a live connection to."""
@@ -456,8 +474,8 @@ async def open_host(seed: bytes, config: HostConfig = HostConfig()) -> AsyncIter
         with trio.CancelScope() as shutdown:
             async with libp2p_host.run([multiaddr.Multiaddr(a) for a in config.listen]):
                 dht = KadDHT(libp2p_host, mode)
-                async with background_trio_service(dht):
-                    host = Host(libp2p_host, dht, config)
+                async with background_trio_service(dht), _maybe_pubsub(libp2p_host, config) as ps:
+                    host = Host(libp2p_host, dht, config, ps)
                     try:
                         await host._join()
                         async with trio.open_nursery() as nursery:
@@ -483,6 +501,15 @@ async def open_host(seed: bytes, config: HostConfig = HostConfig()) -> AsyncIter
         logger.warning("host shutdown cut short after %s s", config.shutdown_timeout)
         if body_error is not None:
             raise body_error
+
+
+@asynccontextmanager
+async def _maybe_pubsub(libp2p_host: IHost, config: HostConfig) -> AsyncIterator[HostPubsub | None]:
+    if config.pubsub is None:
+        yield None
+    else:
+        async with run_pubsub(libp2p_host, config.pubsub) as pubsub:
+            yield pubsub
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -29,6 +29,8 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection import swarm_connection as _swarm_connection
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 from libp2p.stream_muxer.yamux import yamux as _yamux
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
@@ -38,7 +40,9 @@ __all__ = [
     "apply_process_fixes",
     "close_network",
     "connection_config",
+    "guard_pubsub_push",
     "query_providers",
+    "stop_seen_cache_thread",
 ]
 
 logger = logging.getLogger(__name__)
@@ -260,3 +264,42 @@ async def query_providers(dht: KadDHT, peer: ID, key: bytes) -> list[PeerInfo]:
     store = dht.provider_store
     providers, _closer = await store._get_providers_from_peer_with_closers(peer, key)
     return providers
+
+
+def guard_pubsub_push(pubsub: Pubsub) -> None:
+    """Workaround: one crafted pubsub message stops the receiving node's pubsub, and the host.
+
+    ``Pubsub.push_msg`` runs as a task of the pubsub service for every received message, and
+    an exception in any service task cancels the whole service, whose error then leaves
+    ``background_trio_service`` -- i.e. ``open_host``. ``signature_validator`` raises on a
+    message whose ``from`` is not an identity-multihash peer id and whose ``key`` is not a
+    protobuf public key (``deserialize_public_key`` -> ``DecodeError``), so any peer can stop
+    us with a single message. We wrap this instance's ``push_msg`` so that an exception on a
+    *received* message drops that message (logged at debug with the forwarder); our own
+    publishes (``forwarder == us``) still raise to the caller.
+    """
+    original = pubsub.push_msg
+    me = pubsub.my_id
+
+    async def push_msg(msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if msg_forwarder == me:
+            await original(msg_forwarder, msg)
+            return
+        try:
+            await original(msg_forwarder, msg)
+        except Exception as exc:
+            logger.debug("dropped a pubsub message forwarded by %s: %r", msg_forwarder, exc)
+
+    pubsub.push_msg = push_msg  # type: ignore[method-assign]
+
+
+def stop_seen_cache_thread(pubsub: Pubsub) -> None:
+    """Workaround: every ``Pubsub`` starts a thread that nothing ever stops.
+
+    Its seen-message cache (``LastSeenCache``) sweeps expired ids from a daemon thread that
+    wakes every ``sweep_interval`` (60 s) and is stopped only by ``stop()``, which
+    ``Pubsub`` never calls: each stopped pubsub leaks a thread until the process exits. We
+    call it when our pubsub service has ended (the join returns at once: the thread waits on
+    the stop event).
+    """
+    pubsub.seen_messages.stop()
