@@ -12,7 +12,6 @@ Run: ``.venv/bin/python bench/span_chain.py [--layers 16 --hidden 1024 --new-tok
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import statistics
@@ -25,6 +24,7 @@ import torch
 import trio
 from rich.console import Console
 from rich.table import Table
+from timing import Run, transformers_run
 from transformers import AutoModelForCausalLM
 
 from darwin.client.generation import generate
@@ -46,63 +46,27 @@ def _model(args: argparse.Namespace) -> Path:
     return path
 
 
-def _hf_run(path: Path, prompt: torch.Tensor, new_tokens: int) -> tuple[float, float]:
-    """(time to first token, decode tokens/s) of transformers' own greedy generate."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    mask = torch.ones_like(prompt)
-    with torch.inference_mode():
-        model.generate(prompt, attention_mask=mask, max_new_tokens=2, do_sample=False)  # warm-up
-        start = time.perf_counter()
-        model.generate(prompt, attention_mask=mask, max_new_tokens=1, do_sample=False)
-        ttft = time.perf_counter() - start
-        start = time.perf_counter()
-        model.generate(
-            prompt,
-            attention_mask=mask,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-        )
-        total = time.perf_counter() - start
-    return ttft, (new_tokens - 1) / (total - ttft)
-
-
-def _chain_run(
-    path: Path, prompt: torch.Tensor, new_tokens: int, cuts: list[tuple[int, int]]
-) -> tuple[float, float, list[float]]:
-    """(time to first token, decode tokens/s, per-token latencies) of the span chain."""
+def _chain_run(path: Path, prompt: list[int], new_tokens: int,
+               cuts: list[tuple[int, int]]) -> Run:
+    """One timed greedy generation through the span chain (after a warm-up)."""
     checkpoint = Checkpoint.open(path)
-    spans = [
-        CommittedSpan(
-            SpanRunner.load(checkpoint, a, b),
-            Identity.generate(),
-            CommitConfig(model_id=MODEL_ID, retention_s=60),
-        )
-        for a, b in cuts
-    ]
+    spans = [CommittedSpan(SpanRunner.load(checkpoint, a, b), Identity.generate(),
+                           CommitConfig(model_id=MODEL_ID, retention_s=60)) for a, b in cuts]
     parts = ClientParts.load(checkpoint)
 
-    def run(tokens: int) -> list[float]:
-        info = SessionInfo(
-            model_id=MODEL_ID, n_layers=checkpoint.n_layers, session_id=new_session_id()
-        )
-        hops: list[Hop] = [
-            LocalHop(s, info.session_id, prompt.shape[1] + tokens + 1) for s in spans
-        ]
+    def run(tokens: int) -> Run:
+        info = SessionInfo(model_id=MODEL_ID, n_layers=checkpoint.n_layers,
+                           session_id=new_session_id())
+        hops: list[Hop] = [LocalHop(s, info.session_id, len(prompt) + tokens + 1)
+                           for s in spans]
         stamps = [time.perf_counter()]
-        trio.run(
-            generate,
-            parts,
-            InferenceSession(hops, info),
-            prompt[0].tolist(),
-            SamplingConfig(max_new_tokens=tokens),
-            lambda _: stamps.append(time.perf_counter()),
-        )
-        return [b - a for a, b in itertools.pairwise(stamps)]
+        out = trio.run(generate, parts, InferenceSession(hops, info), prompt,
+                       SamplingConfig(max_new_tokens=tokens),
+                       lambda _: stamps.append(time.perf_counter()))
+        return Run.from_stamps(out, stamps)
 
     run(2)  # warm-up
-    gaps = run(new_tokens)
-    return gaps[0], (len(gaps) - 1) / sum(gaps[1:]), gaps[1:]
+    return run(new_tokens)
 
 
 def _commit_cost(path: Path, cuts: list[tuple[int, int]], seq: int) -> tuple[float, float]:
@@ -151,7 +115,7 @@ def main() -> None:
     path = _model(args)
     n = args.layers
     cuts = [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
-    prompt = torch.randint(3, 30000, (1, args.prompt_tokens))
+    prompt = torch.randint(3, 30000, (args.prompt_tokens,)).tolist()
     params = sum(math.prod(info.shape) for info in Checkpoint.open(path).tensors.values())
     console = Console()
     console.print(
@@ -160,23 +124,20 @@ def main() -> None:
         f"{args.new_tokens} new tokens"
     )
 
-    hf_ttft, hf_tps = _hf_run(path, prompt, args.new_tokens)
-    ch_ttft, ch_tps, gaps = _chain_run(path, prompt, args.new_tokens, cuts)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    transformers_run(model, prompt, 2)  # warm-up
+    reference = transformers_run(model, prompt, args.new_tokens)
+    del model
+    chain = _chain_run(path, prompt, args.new_tokens, cuts)
     table = Table(title="span chain (3 hops, in process) vs transformers generate")
     for column in ("run", "TTFT ms", "decode tok/s", "p50 ms", "p95 ms", "p99 ms", "ratio"):
         table.add_column(column, justify="right")
-    table.add_row("transformers", f"{hf_ttft * 1e3:.1f}", f"{hf_tps:.2f}", "", "", "", "1.00")
-    q = statistics.quantiles([g * 1e3 for g in gaps], n=100)
-    table.add_row(
-        "span chain",
-        f"{ch_ttft * 1e3:.1f}",
-        f"{ch_tps:.2f}",
-        f"{q[49]:.1f}",
-        f"{q[94]:.1f}",
-        f"{q[98]:.1f}",
-        f"{ch_tps / hf_tps:.2f}",
-    )
+    for name, run in (("transformers", reference), ("span chain", chain)):
+        table.add_row(name, f"{run.ttft * 1e3:.1f}", f"{run.tokens_per_s:.2f}",
+                      *(f"{run.quantile_ms(q):.1f}" for q in (50, 95, 99)),
+                      f"{run.tokens_per_s / reference.tokens_per_s:.2f}")
     console.print(table)
+    console.print(f"tokens identical to transformers: {chain.tokens == reference.tokens}")
 
     table = Table(title="commitment cost per step (hash every layer input + output, Merkle, sign)")
     for column in ("step", "compute ms", "commit ms", "share"):

@@ -20,10 +20,8 @@ import argparse
 import itertools
 import math
 import os
-import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,8 +31,8 @@ import torch
 import trio
 from rich.console import Console
 from rich.table import Table
+from timing import Run, transformers_run
 from transformers import AutoModelForCausalLM
-from transformers.generation.streamers import BaseStreamer
 
 from darwin.client.generation import generate
 from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
@@ -45,60 +43,12 @@ from darwin.node.host import HostConfig, open_host
 from darwin.protocol import ModelId
 
 
-@dataclass(frozen=True)
-class Run:
-    """One generation's timings: seconds to the first token, then between tokens."""
-
-    tokens: list[int]
-    ttft: float
-    gaps: list[float]
-
-    @property
-    def tokens_per_s(self) -> float:
-        return len(self.gaps) / sum(self.gaps) if self.gaps else math.nan
-
-    def quantile_ms(self, q: int) -> float:
-        if len(self.gaps) < 2:
-            return math.nan
-        return statistics.quantiles([g * 1e3 for g in self.gaps], n=100)[q - 1]
-
-
-class _Stamps(BaseStreamer):
-    """A transformers streamer that notes when each new token arrives (the first put is the
-    prompt)."""
-
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-        self.calls = 0
-
-    def put(self, value: torch.Tensor) -> None:
-        self.calls += 1
-        if self.calls > 1:
-            self.stamps.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-
 def _model(args: argparse.Namespace) -> Path:
     suffix = "" if args.vocab == 32000 else f"-v{args.vocab}"  # bench/span_chain.py's model
     path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}{suffix}"
     if not (path / "model.safetensors").exists():
         make_tiny("llama", path, layers=args.layers, hidden=args.hidden, vocab=args.vocab)
     return path
-
-
-def _hf_run(model: AutoModelForCausalLM, prompt: list[int], new_tokens: int) -> Run:
-    ids = torch.tensor([prompt])
-    streamer = _Stamps()
-    with torch.inference_mode():
-        start = time.perf_counter()
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                             streamer=streamer)
-    stamps = [start, *streamer.stamps]
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    return Run(out[0, len(prompt):].tolist(), gaps[0], gaps[1:])
 
 
 async def _swarm_run(client: SwarmClient, parts: ClientParts, prompt: list[int],
@@ -110,8 +60,7 @@ async def _swarm_run(client: SwarmClient, parts: ClientParts, prompt: list[int],
                                 lambda _: stamps.append(time.perf_counter()))
     finally:
         await session.aclose()
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    return Run(tokens, gaps[0], gaps[1:])
+    return Run.from_stamps(tokens, stamps)
 
 
 async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list[int]],
@@ -136,8 +85,8 @@ def _hf_runs(path: Path, prompts: list[list[int]], new_tokens: int) -> list[Run]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     runs = []
     for prompt in prompts:
-        _hf_run(model, prompt, 2)  # warm-up
-        runs.append(_hf_run(model, prompt, new_tokens))
+        transformers_run(model, prompt, 2)  # warm-up
+        runs.append(transformers_run(model, prompt, new_tokens))
     del model
     return runs
 
