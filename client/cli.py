@@ -38,13 +38,22 @@ def _submit(args: argparse.Namespace) -> int:
 
     from darwin.client.detokenize import TextStream
     from darwin.client.sampling import SamplingConfig
-    from darwin.client.submit import Submission, SubmitConfig, route_table, trace_summary
+    from darwin.client.submit import (
+        Submission,
+        SubmitConfig,
+        route_table,
+        trace_summary,
+        verification_summary,
+    )
+    from darwin.client.verification import VerificationConfig
 
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_p=args.top_p, seed=args.seed)
+    verification = VerificationConfig(rate=args.verify_rate,
+                                      timeout=args.verify_timeout)
     config = SubmitConfig(model=Path(args.model), prompt=args.prompt,
                           bootstrap=tuple(args.bootstrap), sampling=sampling,
-                          home=Path(args.home).expanduser())
+                          home=Path(args.home).expanduser(), verification=verification)
     submission = Submission(config)
     if args.json:
         result = trio.run(submission.run)
@@ -61,14 +70,28 @@ def _submit(args: argparse.Namespace) -> int:
     console.print()
     console.print(route_table(result))
     console.print(trace_summary(result))
+    console.print(verification_summary(result))
     return 0
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    from darwin.verifier import verify_proof_command
+
+    return verify_proof_command(Path(args.file), Path(args.model), json_output=args.json)
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate is between 0 and 1, got {text}")
+    return value
 
 
 def _demo(args: argparse.Namespace) -> int:
     from darwin.client.demo import DemoConfig, run_demo
 
     config = DemoConfig(model=Path(args.model) if args.model else None, prompt=args.prompt,
-                        max_new_tokens=args.max_new_tokens)
+                        max_new_tokens=args.max_new_tokens, cheater=args.cheater)
     if args.home:
         config = dataclasses.replace(config, home=Path(args.home))
     return run_demo(config)
@@ -139,8 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--top-p", type=float, default=1.0)
     submit.add_argument("--seed", type=int, help="seeds sampling, for a repeatable run")
     submit.add_argument("--json", action="store_true",
-                        help="print one JSON object: text, token ids, route, trace")
+                        help="print one JSON object: text, token ids, route, trace, "
+                             "verification")
+    submit.add_argument("--verify-rate", type=_rate, metavar="P",
+                        help="send each hop to a verifier with probability P (default: 1 for "
+                             "nodes on probation, less as their reputation rises; 0: never)")
+    submit.add_argument("--verify-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds a verifier has to challenge, judge and answer")
     submit.set_defaults(run=_submit)
+
+    proof = commands.add_parser("verify-proof", help="re-check a fraud proof file on its own")
+    proof.add_argument("file", help="a .proof file (darwin submit writes them under "
+                                    "HOME/fraud-proofs)")
+    proof.add_argument("--model", required=True, help="local checkpoint dir of the model")
+    proof.add_argument("--json", action="store_true", help="print one JSON object")
+    proof.set_defaults(run=_verify_proof)
 
     demo = commands.add_parser("demo", help="run a local swarm of node processes and submit "
                                             "a prompt to it")
@@ -149,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=16)
     demo.add_argument("--home", help="where the demo keeps its model and its nodes' homes "
                                      "(~/.cache/darwin/demo)")
+    demo.add_argument("--cheater", action="store_true",
+                      help="add a node that adds noise to one layer, and show it caught")
     demo.set_defaults(run=_demo)
     _add_ledger_commands(commands)
     return parser

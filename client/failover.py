@@ -9,8 +9,10 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
   at every step. The replacement hops get every past step again, in order, with the original
   step numbers and positions, starting from the inputs kept at ``a``; their caches are then
   those of an uninterrupted run, so greedy output is identical to a run without the fault.
-- Replayed receipts are checked like any other but stay out of the trace; the current step
-  then continues on the replacement, so each step keeps exactly one chain of hops.
+- Replayed receipts are checked like any other but stay out of the trace (kept apart in
+  ``replay_receipts``: a verifier needs a node's receipts of steps ``0..k`` to challenge step
+  ``k``); the current step then continues on the replacement, so each step keeps exactly one
+  chain of hops.
 - Opening the first route is the same operation with nothing to replay.
 - It ends: each failure excludes one more node, ``max_failovers`` bounds them, and every
   network wait below has its own deadline. With no provider left for some blocks the session
@@ -114,6 +116,8 @@ class FailoverSession(InferenceSession):
         excluded: peers that failed in this session.
         failovers: every replacement made, in order.
         inputs: boundary -> the hidden states sent to the hop starting there, one per step.
+        replay_receipts: the checked receipts of replayed steps (not in the trace).
+        failure_reasons: peer id -> why it was excluded (also when it could not be replaced).
     """
 
     def __init__(self, info: SessionInfo, router: Router,
@@ -125,6 +129,8 @@ class FailoverSession(InferenceSession):
         self.failovers: list[FailoverEvent] = []
         self.inputs: dict[int, list[torch.Tensor]] = {}
         self.step_positions: list[tuple[int, int]] = []  # (position_start, count) per step
+        self.replay_receipts: list[Receipt] = []
+        self.failure_reasons: dict[str, str] = {}
 
     @classmethod
     async def open(cls, info: SessionInfo, router: Router,
@@ -229,7 +235,9 @@ class FailoverSession(InferenceSession):
             for position, hop in enumerate(hops):
                 if position:
                     fresh[hop.span[0]].append(hidden)
-                hidden, _ = await self._checked(hop, step, hidden, self.step_positions[step])
+                hidden, receipt = await self._checked(hop, step, hidden,
+                                                      self.step_positions[step])
+                self.replay_receipts.append(receipt)
         return fresh
 
     def _exclude(self, failure: HopFailed) -> None:
@@ -239,6 +247,7 @@ class FailoverSession(InferenceSession):
             SessionFailed: more than ``max_failovers`` nodes have failed.
         """
         self.excluded.add(failure.peer_id)
+        self.failure_reasons.setdefault(failure.peer_id, failure.reason)
         if len(self.excluded) > self.config.max_failovers:
             raise SessionFailed(f"gave up after {len(self.excluded)} nodes failed; "
                                 f"the last: {failure}")

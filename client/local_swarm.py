@@ -110,15 +110,19 @@ class LocalSwarm:
         """The address everybody joins through: the first node's."""
         return (self.nodes[0].address,) if self.nodes else ()
 
-    def start(self, blocks: list[str], names: list[str] | None = None) -> list[LocalNode]:
+    def start(self, blocks: list[str], names: list[str] | None = None,
+              args: tuple[str, ...] = ()) -> list[LocalNode]:
         """Start one node per ``--blocks`` value, concurrently, and wait until all listen.
+
+        ``args`` are more ``darwin-node join`` arguments for these nodes (``--verify``, ...);
+        an empty ``blocks`` value starts a node without ``--blocks`` (a verifier only).
 
         Raises:
             LocalSwarmError: a node exited or stayed silent past ``start_timeout``.
         """
         names = names or [f"node{len(self.nodes) + i}" for i in range(len(blocks))]
-        started = [self._spawn(name, span, self.bootstrap) for name, span in zip(names, blocks,
-                                                                                 strict=True)]
+        started = [self._spawn(name, span, self.bootstrap, args)
+                   for name, span in zip(names, blocks, strict=True)]
         self.nodes.extend(started)
         deadline = time.monotonic() + self.config.start_timeout
         for node in started:
@@ -151,18 +155,21 @@ class LocalSwarm:
                  traceback: TracebackType | None) -> None:
         self.stop()
 
-    def _spawn(self, name: str, blocks: str, bootstrap: tuple[str, ...]) -> LocalNode:
+    def _spawn(self, name: str, blocks: str, bootstrap: tuple[str, ...],
+               args: tuple[str, ...] = ()) -> LocalNode:
         home = self.root / name
         home.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "darwin.node", "join", "--model", str(self.model),
-                "--blocks", blocks, "--listen", "/ip4/127.0.0.1/tcp/0", "--home", str(home)]
+                "--listen", "/ip4/127.0.0.1/tcp/0", "--home", str(home)]
+        if blocks:
+            argv += ["--blocks", blocks]
         if bootstrap:
             argv += ["--bootstrap", *bootstrap]
         if self.config.max_length is not None:
             argv += ["--max-length", str(self.config.max_length)]
         if self.config.max_sessions is not None:
             argv += ["--max-sessions", str(self.config.max_sessions)]
-        argv += list(self.config.extra_args)
+        argv += list(self.config.extra_args) + list(args)
         log_path = home / "node.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", **dict(self.config.env)}

@@ -9,6 +9,8 @@ Rules (DESIGN.md, "The inference path" and "Command-line contract"):
 - The run ends with the trace verified as a whole (`verify_trace`); a trace that does not
   verify is an error, never a result.
 - Generation stops after ``max_new_tokens`` or after the tokenizer's end-of-sequence token.
+- Then the verification policy (`darwin.client.verification`) sends hops of the trace to
+  verifiers: every hop on probation, others with a probability that falls with reputation.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from darwin.client.failover import FailoverEvent, FailoverSession
 from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
 from darwin.client.swarm import SwarmClient, SwarmConfig
+from darwin.client.verification import HopCheck, HopVerifier, VerificationConfig, hops_to_check
+from darwin.ledger import Score
 from darwin.model import Checkpoint, ClientParts, load_tokenizer, model_id
-from darwin.node.host import HostConfig, open_host
+from darwin.node.host import Host, HostConfig, open_host
 from darwin.node.torch_wire import torch_dtype
-from darwin.protocol import Identity, ModelId, Trace
+from darwin.protocol import Identity, ModelId, PeerId, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class SubmitConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     swarm: SwarmConfig = field(default_factory=SwarmConfig)
     listen: str = "/ip4/127.0.0.1/tcp/0"  # the client only dials out; it listens for libp2p
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class SubmitResult:
     trace: Trace  # verified
     steps: int
     failovers: list[FailoverEvent]
+    verification: list[HopCheck] = field(default_factory=list)  # the hops sent to verifiers
 
     def trace_hops(self) -> list[TraceHop]:
         """Each (node, span) that signed receipts in the trace, in order of first appearance."""
@@ -99,6 +105,7 @@ class SubmitResult:
                       "steps": self.steps,
                       "hops": [hop.to_json() for hop in self.trace_hops()]},
             "failovers": [event.to_json() for event in self.failovers],
+            "verification": [check.to_json() for check in self.verification],
         }
 
 
@@ -162,13 +169,28 @@ class Submission:
             finally:
                 await session.aclose()
                 self._record(identity, session)
-        trace = session.trace()
-        trace.verify(model_id=self.model_id, n_layers=self.n_layers,
-                     session_id=session.info.session_id)
-        return SubmitResult(
-            model_id=self.model_id, prompt_ids=self.prompt_ids, token_ids=tokens,
-            text=self.tokenizer.decode(tokens), route=route_of(session), trace=trace,
-            steps=session.next_step, failovers=list(session.failovers))
+            trace = session.trace()
+            trace.verify(model_id=self.model_id, n_layers=self.n_layers,
+                         session_id=session.info.session_id)
+            result = SubmitResult(
+                model_id=self.model_id, prompt_ids=self.prompt_ids, token_ids=tokens,
+                text=self.tokenizer.decode(tokens), route=route_of(session), trace=trace,
+                steps=session.next_step, failovers=list(session.failovers))
+            checks = await self._verify(host, client, session, result, scores)
+        return dataclasses.replace(result, verification=checks)
+
+    async def _verify(self, host: Host, client: SwarmClient, session: FailoverSession,
+                      result: SubmitResult, scores: dict[PeerId, Score]) -> list[HopCheck]:
+        """Send the hops the policy draws to verifiers (see `darwin.client.verification`)."""
+        config = self.config.verification
+        hops = [(hop.peer_id, hop.start, hop.end) for hop in result.trace_hops()]
+        chosen = hops_to_check(hops, scores, config.rate, client.random)
+        if not chosen:
+            return []
+        addrs = {peer: offer.addrs for peer, offer in client.offers.items()}
+        receipts = [*result.trace.receipts, *session.replay_receipts]
+        verifier = HopVerifier(host, self.model_id, self.checkpoint, self.config.home, config)
+        return await verifier.check(chosen, receipts, addrs)
 
 
     def _record(self, identity: Identity, session: FailoverSession) -> None:
@@ -176,7 +198,8 @@ class Submission:
         if self.config.home is None:
             return
         served = [str(receipt.body.node_id) for receipt in session.receipts]
-        failed = {event.peer_id: event.reason for event in session.failovers}
+        failed = {**session.failure_reasons,
+                  **{event.peer_id: event.reason for event in session.failovers}}
         record_generation(self.config.home, identity, served, failed)
 
 
@@ -196,6 +219,28 @@ def route_table(result: SubmitResult) -> Table:
         table.add_row(str(index), f"[{hop.start}, {hop.end})", hop.peer_id, str(hop.receipts),
                       f"{hop.first_step}..{hop.end_step - 1}")
     return table
+
+
+def verification_summary(result: SubmitResult) -> str:
+    """One line (rich markup) per hop sent to a verifier, or a line saying none was."""
+    if not result.verification:
+        return "[dim]verification: no hop drawn for checking this time[/dim]"
+    colours = {"pass": "green", "fail": "red", "unresponsive": "yellow", "error": "yellow"}
+    lines = []
+    for check in result.verification:
+        colour = colours.get(check.outcome, "white")
+        where = "" if check.layer is None else f" at layer {check.layer}, step {check.step}"
+        line = (f"[{colour}]verification {check.outcome}[/{colour}]: {check.peer_id[:12]}… "
+                f"on blocks [{check.start}, {check.end}){where}")
+        if check.verifier:
+            line += f", verifier {check.verifier[:12]}…"
+        if check.outcome in ("fail", "error", "unresponsive") and check.reason:
+            line += f" ({check.reason[:160]})"
+        if check.fraud_proof is not None:
+            line += (f"\n  fraud proof ({check.proof_check} by this client): {check.fraud_proof}"
+                     f"\n  re-check: darwin verify-proof {check.fraud_proof} --model MODEL")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def trace_summary(result: SubmitResult) -> str:

@@ -1,5 +1,8 @@
 """The ``darwin-node`` command: ``darwin-node join ...`` serves a span until SIGINT or SIGTERM.
 
+``--verify`` adds the verifier role; ``--verify`` without ``--blocks`` is a verifier that serves
+no blocks. ``--cheat MODE`` (hidden, TEST ONLY: node/cheats.py) makes the node misbehave.
+
 Rules:
 - argv is read here and nowhere else; it becomes one `NodeConfig`, then ``trio.run``.
 - The only line on stdout is ``listening MULTIADDR`` (the full ``/ip4/.../tcp/PORT/p2p/PEERID``),
@@ -21,7 +24,14 @@ from pathlib import Path
 import multiaddr
 import trio
 
-from darwin.node.config import DTYPES, MIB, NodeConfig
+from darwin.node.config import (
+    CHEAT_MODES,
+    DTYPES,
+    MIB,
+    NodeConfig,
+    RetentionConfig,
+    VerifyConfig,
+)
 from darwin.node.host import HostConfig
 
 logger = logging.getLogger(__name__)
@@ -63,10 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--model", required=True, help="local Hugging Face checkpoint directory")
     join.add_argument(
         "--blocks",
-        required=True,
         type=_blocks,
+        default=argparse.SUPPRESS,
         metavar="A:B|auto",
-        help="blocks to serve, A..B-1, or auto: the span the swarm covers least",
+        help="blocks to serve, A..B-1, or auto: the span the swarm covers least "
+        "(required unless --verify: a verifier may serve no blocks)",
     )
     join.add_argument(
         "--num-blocks",
@@ -113,20 +124,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream weights, keeping at most K blocks in memory",
     )
     join.add_argument("--dtype", choices=DTYPES, default="float32")
+    _add_verification_arguments(join)
     join.add_argument("--log-level", choices=_LOG_LEVELS, default="info")
     return parser
 
 
+def _add_verification_arguments(join: argparse.ArgumentParser) -> None:
+    """Retention of activations for challenges, the verifier role, and the test-only cheats."""
+    join.add_argument(
+        "--retention-s",
+        type=int,
+        default=600,
+        metavar="S",
+        help="seconds every receipt promises its activations are kept for challenges",
+    )
+    join.add_argument(
+        "--retention-memory-mib",
+        type=float,
+        default=512,
+        metavar="MIB",
+        help="activations kept in memory; older steps spill to --retention-dir",
+    )
+    join.add_argument(
+        "--retention-disk-mib",
+        type=float,
+        default=8192,
+        metavar="MIB",
+        help="activations kept on disk; past it whole sessions are evicted, oldest first",
+    )
+    join.add_argument(
+        "--retention-dir",
+        metavar="DIR",
+        help="where activations spill (default HOME/retention)",
+    )
+    join.add_argument(
+        "--verify",
+        action="store_true",
+        help="also act as a verifier for this model (/darwin/verify/1)",
+    )
+    join.add_argument(
+        "--challenge-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="verifier: seconds a challenged node has to reveal (else: unresponsive)",
+    )
+    join.add_argument("--cheat", choices=CHEAT_MODES, help=argparse.SUPPRESS)  # TEST ONLY
+
+
 def _config(args: argparse.Namespace) -> NodeConfig:
-    """Raises ValueError: for a value out of range."""
+    """Raises ValueError: for a value out of range or a missing --blocks."""
     host = HostConfig(
         listen=tuple(args.listen or [DEFAULT_LISTEN]), bootstrap=tuple(args.bootstrap)
     )
     budget = None if args.kv_budget_mib is None else int(args.kv_budget_mib * MIB)
+    serve = "blocks" in args
+    if not serve and not args.verify:
+        raise ValueError("--blocks is required (unless --verify: a verifier only)")
+    home = Path(args.home)
+    retention = RetentionConfig(
+        memory_bytes=int(args.retention_memory_mib * MIB),
+        disk_bytes=int(args.retention_disk_mib * MIB),
+        directory=Path(args.retention_dir) if args.retention_dir else home / "retention",
+    )
+    verify = VerifyConfig(challenge_timeout=args.challenge_timeout) if args.verify else None
     return NodeConfig(
+        serve_blocks=serve,
+        retention_s=args.retention_s,
+        retention=retention,
+        verify=verify,
+        cheat=args.cheat,
         model_path=Path(args.model),
-        home=Path(args.home),
-        blocks=args.blocks,
+        home=home,
+        blocks=getattr(args, "blocks", None),
         auto_blocks=args.num_blocks,
         host=host,
         max_sessions=args.max_sessions,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from darwin.node.host import HostConfig
 
-__all__ = ["DTYPES", "ForwardLimits", "InfoLimits", "NodeConfig"]
+__all__ = ["CHEAT_MODES", "DTYPES", "ChallengeLimits", "ForwardLimits", "InfoLimits",
+           "NodeConfig", "RetentionConfig", "VerifyConfig"]
 
 DTYPES = ("float32", "float16", "bfloat16")
 MIB = 2**20
@@ -52,6 +53,48 @@ class InfoLimits:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """Budgets of the retention store."""
+
+    # Bytes of activations held in memory; past it the oldest steps spill to `directory`.
+    memory_bytes: int = 512 * 2**20
+    # Bytes of activations held on disk; past it whole sessions are evicted, oldest first.
+    disk_bytes: int = 8 * 2**30
+    # Directory for spill files (owned by the store: stale spill files are removed at start);
+    # None: no spilling, sessions are evicted once memory is full.
+    directory: Path | None = None
+
+
+# Test-only misbehaviours of ``darwin-node join --cheat MODE`` (node/cheats.py).
+CHEAT_MODES = ("noise", "skip", "weights", "bf16", "mismatch", "replay", "refuse",
+               "inconsistent", "false-fail")
+
+
+@dataclass(frozen=True)
+class ChallengeLimits:
+    """Bounds on one ``/darwin/challenge/1`` exchange (node side)."""
+
+    # Seconds the verifier has to send its whole challenge, and we to write the reveal.
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """The verifier role (``darwin-node join --verify``)."""
+
+    # Seconds a challenged node has to answer before the verdict is ``unresponsive``.
+    challenge_timeout: float = 60.0
+    # Seconds a client has to send its whole verify request, and we to write the answer.
+    request_timeout: float = 30.0
+    # Largest verify request accepted, in bytes (receipts only: no tensors).
+    max_request_bytes: int = 16 * MIB
+
+    def __post_init__(self) -> None:
+        if not self.challenge_timeout > 0 or not self.request_timeout > 0:
+            raise ValueError("verifier timeouts must be positive")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything `darwin.node.server.start_node` needs."""
 
@@ -86,6 +129,16 @@ class NodeConfig:
     forward: ForwardLimits = field(default_factory=ForwardLimits)
     # Bounds on info exchanges.
     info: InfoLimits = field(default_factory=InfoLimits)
+    # Whether the node serves blocks at all (False: a verifier only, ``--verify`` alone).
+    serve_blocks: bool = True
+    # Budgets of the store that keeps committed activations for challenges.
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # Bounds on challenge exchanges.
+    challenge: ChallengeLimits = field(default_factory=ChallengeLimits)
+    # The verifier role: None serves no ``/darwin/verify/1``.
+    verify: VerifyConfig | None = None
+    # TEST ONLY: a deliberate misbehaviour (CHEAT_MODES), for the adversarial suite and demo.
+    cheat: str | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError: for a value out of range."""
@@ -104,5 +157,9 @@ class NodeConfig:
             raise ValueError("resident-blocks must be at least 1")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.cheat is not None and self.cheat not in CHEAT_MODES:
+            raise ValueError(f"cheat must be one of {', '.join(CHEAT_MODES)}, got {self.cheat!r}")
+        if not self.serve_blocks and self.verify is None:
+            raise ValueError("a node that serves no blocks must be a verifier (--verify)")
         if not 0 <= self.retention_s < 2**32:
             raise ValueError("retention must be between 0 and 2^32 - 1 seconds")

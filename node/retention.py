@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from darwin.node.committed_span import CommittedStep
+from darwin.node.config import RetentionConfig
 from darwin.node.torch_wire import to_wire, wire_dtype
 from darwin.protocol import (
     Challenge,
@@ -76,19 +77,6 @@ class ForeignChallenge(RetentionError):
     """The challenge is not about receipts this node signed and retained."""
 
     code = ErrorCode.BAD_REQUEST
-
-
-@dataclass(frozen=True)
-class RetentionConfig:
-    """Budgets of the retention store."""
-
-    # Bytes of activations held in memory; past it the oldest steps spill to `directory`.
-    memory_bytes: int = 512 * 2**20
-    # Bytes of activations held on disk; past it whole sessions are evicted, oldest first.
-    disk_bytes: int = 8 * 2**30
-    # Directory for spill files (owned by the store: stale spill files are removed at start);
-    # None: no spilling, sessions are evicted once memory is full.
-    directory: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ Rules:
   decodes, checks and encodes around it.
 - A step either returns the encoded `StepResult` or raises ``ModelError`` having changed
   nothing (the runner validates before it touches the cache).
+- Every committed step, replays included (the node cannot tell them apart), goes into the
+  node's `RetentionStore` before its result is returned, so a challenge about any receipt the
+  node signed can be answered for as long as the receipt promises.
 """
 
 from __future__ import annotations
@@ -14,10 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darwin.model import SpanRunner, SpanSession
+from darwin.node.cheats import tamper_step
 from darwin.node.committed_span import CommitConfig, CommittedSpan
+from darwin.node.retention import RetentionStore
 from darwin.node.sessions import kv_bytes_per_row
 from darwin.node.torch_wire import from_wire, to_wire, wire_dtype
-from darwin.protocol import DType, Identity, ModelId, SessionId, StepRequest, StepResult
+from darwin.protocol import (
+    DType,
+    Identity,
+    ModelId,
+    Receipt,
+    SessionId,
+    StepRequest,
+    StepResult,
+)
 
 __all__ = ["ServedSpan", "SessionCompute"]
 
@@ -29,6 +42,9 @@ class SessionCompute:
     session_id: SessionId
     span: CommittedSpan
     state: SpanSession
+    store: RetentionStore  # where every committed step is kept for challenges
+    cheat: str | None = None  # TEST ONLY: an answer cheat (node/cheats.py)
+    last_receipt: Receipt | None = None  # the previous step's receipt (for the replay cheat)
 
     @property
     def batch_size(self) -> int | None:
@@ -43,16 +59,23 @@ class SessionCompute:
         """
         hidden = from_wire(request.hidden)  # (batch, seq, hidden)
         done = self.span.step(self.state, self.session_id, request.step, hidden)
+        self.store.put(done)
+        previous, self.last_receipt = self.last_receipt, done.receipt
+        if self.cheat is not None:  # TEST ONLY
+            return tamper_step(self.cheat, done, previous)
         return StepResult(request.step, to_wire(done.output), done.receipt).to_wire()
 
 
 class ServedSpan:
     """The node's loaded span, its identity and what every receipt states."""
 
-    def __init__(self, runner: SpanRunner, identity: Identity, commit: CommitConfig) -> None:
+    def __init__(self, runner: SpanRunner, identity: Identity, commit: CommitConfig,
+                 store: RetentionStore | None = None, cheat: str | None = None) -> None:
         self.runner = runner
         self.identity = identity
         self.commit = commit
+        self.store = store if store is not None else RetentionStore(identity)
+        self.cheat = cheat  # TEST ONLY (node/cheats.py)
 
     @property
     def model_id(self) -> ModelId:
@@ -78,4 +101,5 @@ class ServedSpan:
         """
         runner = self.runner if (start, end) == self.span else self.runner.sub_span(start, end)
         span = CommittedSpan(runner, self.identity, self.commit)
-        return SessionCompute(session_id, span, runner.new_session(max_length))
+        return SessionCompute(session_id, span, runner.new_session(max_length), self.store,
+                              self.cheat)

@@ -1,4 +1,4 @@
-"""A serving node: load a span, start the host, serve forward and info, announce the blocks.
+"""A serving node: load a span, start the host, serve forward, info and challenges, announce.
 
 Rules:
 - `start_node` is an async context manager. On entry everything is ready: the identity is
@@ -8,6 +8,10 @@ Rules:
   checked against the model), so a bad argument fails before a port is opened.
 - A failure a user can cause at startup is a `StartupError`: one readable line and an exit code
   (2: an argument, the model or the home directory; 1: the network).
+- Every committed step goes into the node's `RetentionStore`, which answers
+  ``/darwin/challenge/1``; the store is closed (spill files removed) on exit.
+- With ``verify`` set the node is also a verifier (``/darwin/verify/1``, announced under
+  ``verifier_key``); with ``serve_blocks`` off it is only that.
 """
 
 from __future__ import annotations
@@ -25,16 +29,21 @@ import trio
 from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
 from darwin.node.announce import announce_span, provider_counts
 from darwin.node.block_selection import choose_span
+from darwin.node.challenge_handler import CHALLENGE_PROTOCOL, ChallengeHandler
+from darwin.node.cheats import COMPUTE_CHEATS, CheatingSpan, perturb_layer
 from darwin.node.committed_span import CommitConfig
 from darwin.node.config import NodeConfig
 from darwin.node.forward_handler import FORWARD_PROTOCOL, ForwardHandler
 from darwin.node.home import load_or_create_identity, model_cache_dir
 from darwin.node.host import BootstrapError, Host, open_host
 from darwin.node.info_handler import INFO_PROTOCOL, InfoHandler
+from darwin.node.retention import RetentionStore
 from darwin.node.served_span import ServedSpan
 from darwin.node.sessions import SessionLimits, SessionTable
+from darwin.node.verify_handler import VERIFY_PROTOCOL, VerifyHandler, verifier_key
 from darwin.protocol import Identity, IdentityFileError, ModelId
 from darwin.protocol.forward_session import ServePolicy
+from darwin.verifier import Verifier
 
 __all__ = ["Node", "StartupError", "start_node"]
 
@@ -58,8 +67,9 @@ class Node:
     config: NodeConfig
     identity: Identity
     host: Host
-    served: ServedSpan
-    sessions: SessionTable
+    served: ServedSpan | None  # None: a verifier that serves no blocks
+    sessions: SessionTable | None
+    verifier: Verifier | None = None
 
     @property
     def peer_id(self) -> str:
@@ -72,11 +82,15 @@ class Node:
 
     @property
     def span(self) -> tuple[int, int]:
+        assert self.served is not None, "a verifier-only node serves no span"
         return self.served.span
 
     @property
     def model_id(self) -> ModelId:
-        return self.served.model_id
+        if self.served is not None:
+            return self.served.model_id
+        assert self.verifier is not None
+        return self.verifier.model_id
 
 
 @asynccontextmanager
@@ -96,26 +110,50 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
     try:
         async with open_host(identity.seed, config.host) as host:
             joined = True
-            span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
-            runner = await trio.to_thread.run_sync(
-                partial(_load, config, checkpoint, span), abandon_on_cancel=True
-            )
-            served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s))
-            sessions = SessionTable(_session_limits(config, served))
-            _serve(host, config, served, sessions)
-            await announce_span(host, mid, span)
-            logger.info(
-                "node %s serves blocks [%d, %d) of %s at %s",
-                host.peer_id,
-                *span,
-                config.model_path,
-                host.listen_addrs,
-            )
-            yield Node(config, identity, host, served, sessions)
+            served = sessions = None
+            if config.serve_blocks:
+                span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
+                runner = await trio.to_thread.run_sync(
+                    partial(_load, config, checkpoint, span), abandon_on_cancel=True
+                )
+                store = RetentionStore(identity, config.retention)
+                served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s),
+                                    store, _answer_cheat(config.cheat))
+                sessions = SessionTable(_session_limits(config, served))
+                _serve(host, config, served, sessions)
+            verifier = _verify(host, config, identity, checkpoint, mid)
+            try:
+                if served is not None:
+                    await announce_span(host, mid, served.span)
+                    logger.info("node %s serves blocks [%d, %d) of %s at %s", host.peer_id,
+                                *served.span, config.model_path, host.listen_addrs)
+                if verifier is not None:
+                    await host.provide(verifier_key(mid))
+                    logger.info("node %s verifies model %s", host.peer_id, mid.hex()[:16])
+                yield Node(config, identity, host, served, sessions, verifier)
+            finally:
+                if served is not None:
+                    served.store.close()
     except BootstrapError as exc:
         if joined:
             raise
         raise StartupError(str(exc), exit_code=1) from None
+
+
+def _answer_cheat(cheat: str | None) -> str | None:
+    """The cheat the step path applies (TEST ONLY): only ``mismatch`` and ``replay``."""
+    return cheat if cheat in ("mismatch", "replay") else None
+
+
+def _verify(host: Host, config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
+            mid: ModelId) -> Verifier | None:
+    """Set up the verifier role when asked for (``--verify``)."""
+    if config.verify is None:
+        return None
+    verifier = Verifier(identity, checkpoint, model_id=mid)
+    host.set_stream_handler(VERIFY_PROTOCOL, VerifyHandler(
+        host, verifier, config.home, config.verify, config.cheat))
+    return verifier
 
 
 def _identity(home: Path) -> Identity:
@@ -155,15 +193,21 @@ async def _auto_span(
 
 
 def _load(config: NodeConfig, checkpoint: Checkpoint, span: tuple[int, int]) -> SpanRunner:
+    """The span's runner; with a compute or weights cheat (TEST ONLY), the cheating one."""
+    dtype = _TORCH_DTYPES[config.dtype]
+    compute = torch.bfloat16 if config.cheat == "bf16" else dtype
+    resident = None if config.cheat == "weights" else config.resident_blocks
     try:
-        return SpanRunner.load(
-            checkpoint,
-            *span,
-            dtype=_TORCH_DTYPES[config.dtype],
-            resident_blocks=config.resident_blocks,
-        )
+        runner = SpanRunner.load(checkpoint, *span, dtype=compute, resident_blocks=resident)
     except ModelError as exc:
         raise StartupError(f"cannot load blocks {span[0]}:{span[1]}: {exc}") from None
+    if config.cheat in COMPUTE_CHEATS:
+        logger.warning("CHEAT %s at layer %d (test only)", config.cheat, span[1] - 1)
+        return CheatingSpan(runner, config.cheat, dtype)
+    if config.cheat == "weights":
+        logger.warning("CHEAT weights: layer %d perturbed by 1%% (test only)", span[1] - 1)
+        perturb_layer(runner, span[1] - 1)
+    return runner
 
 
 def _session_limits(config: NodeConfig, served: ServedSpan) -> SessionLimits:
@@ -187,3 +231,6 @@ def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: Session
         FORWARD_PROTOCOL, ForwardHandler(served, sessions, policy, config.forward, compute)
     )
     host.set_stream_handler(INFO_PROTOCOL, InfoHandler(served, sessions, config.info))
+    cheat = config.cheat if config.cheat in ("refuse", "inconsistent") else None
+    host.set_stream_handler(CHALLENGE_PROTOCOL, ChallengeHandler(
+        served.store, served.identity, config.challenge, cheat))

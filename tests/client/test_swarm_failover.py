@@ -28,6 +28,7 @@ from darwin.model import Checkpoint, ClientParts, SpanRunner
 from darwin.node.committed_span import CommitConfig, CommittedSpan
 from darwin.node.local_hop import LocalHop
 from darwin.protocol import Identity, ModelId, PeerId, Receipt, new_session_id
+from darwin.verifier import hop_histories
 
 MODEL_ID = ModelId(b"\x07" * 32)
 PROMPT = [5, 17, 42, 99, 123, 7, 250, 31]
@@ -161,6 +162,12 @@ async def test_a_failed_hop_is_replaced_and_replayed_with_identical_output(
     assert session.excluded == {serving}
     _verify(session)  # replayed receipts stayed out: one chain per step
     assert len(session.receipts) == 2 * NEW_TOKENS
+    # ...but are kept apart, so a verifier holds the replacement's steps 0..k (any k)
+    replacement = event.replacement[0][0]
+    assert [r.body.step for r in session.replay_receipts] == [0, 1, 2]
+    histories = hop_histories([*session.receipts, *session.replay_receipts])
+    [history] = [h for h in histories if h.node_id == replacement]
+    assert [r.body.step for r in history.receipts] == list(range(NEW_TOKENS))
 
 
 async def test_a_replacement_may_cut_the_blocks_differently(tiny_llama: Path) -> None:

@@ -1,0 +1,182 @@
+"""The verifier role: ``/darwin/verify/1``, one request, one challenge, one signed verdict.
+
+Rules (normative text: ``specs/verification.md`` section 8.1):
+- A client sends a `VerifyRequest` (the subject node, its addresses, the receipts it holds).
+  The verifier checks the model is its own, draws hop step and layer at random among the
+  subject's challengeable steps (`choose_challenge`, a system RNG the node cannot predict),
+  and checks every receipt signature (`Verifier.check_challengeable`) before anything else.
+- It challenges the subject over ``/darwin/challenge/1`` within ``challenge_timeout``: no
+  answer in time, an error frame, a transport failure or bytes that do not decode as a reveal
+  are "no reveal" (``unresponsive``).
+- Judging (recomputing one layer, streamed from the checkpoint) runs in a worker thread, one
+  at a time. The verdict is appended to the verifier's own ledger (``<home>/ledger.sqlite``,
+  a ``verdict`` entry about the subject) and returned with the fraud proof of a ``fail``.
+- A request that cannot be judged (another model, no challengeable step, a bad signature) is
+  answered with ``ErrorFrame(bad_request)``; the verifier's failures with ``internal``.
+- The verifier announces itself in the DHT under ``verifier_key(model_id)``.
+- TEST ONLY: the ``false-fail`` cheat signs a fail (with a "proof") whatever it found.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import trio
+
+from darwin.ledger import EntryKind, Ledger
+from darwin.ledger import Verdict as VerdictEntry
+from darwin.node.challenge_handler import CHALLENGE_PROTOCOL
+from darwin.node.config import VerifyConfig
+from darwin.node.framing import (
+    FrameConfig,
+    FramedStream,
+    FrameTooLarge,
+    TransportError,
+    read_frame,
+    reset_quietly,
+    write_frame,
+)
+from darwin.node.host import Host, Stream, block_provider_key, stream_peer_id
+from darwin.protocol import (
+    CHALLENGE_LIMITS,
+    Challenge,
+    ErrorCode,
+    ErrorFrame,
+    FraudProof,
+    ModelId,
+    Outcome,
+    RemoteProtocolError,
+    Reveal,
+    decode_answer,
+)
+from darwin.protocol.messages import MAX_ERROR_CHARS
+from darwin.protocol.verify_request import VERIFY_REQUEST_LIMITS, VerifyAnswer, VerifyRequest
+from darwin.verifier import Judgement, Verifier, VerifierError, choose_challenge
+
+__all__ = ["VERIFY_PROTOCOL", "VerifyHandler", "verifier_key"]
+
+logger = logging.getLogger(__name__)
+
+VERIFY_PROTOCOL = "/darwin/verify/1"
+LEDGER_FILE = "ledger.sqlite"
+
+
+def verifier_key(model_id: ModelId) -> bytes:
+    """The DHT key under which verifiers of ``model_id`` announce themselves."""
+    return bytes(block_provider_key(model_id.hex() + "/verifier", 0))
+
+
+async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...],
+                         timeout: float) -> Reveal | None:
+    """Send ``challenge`` to its node; its reveal, or None for no usable answer in time."""
+    node = str(challenge.node_id)
+    stream = None
+    try:
+        with trio.fail_after(timeout):
+            stream = await host.open_stream(node, CHALLENGE_PROTOCOL, addrs=addrs,
+                                            timeout=timeout)
+            await write_frame(stream, challenge.to_wire(), CHALLENGE_LIMITS.max_message_bytes)
+            data = await read_frame(stream, CHALLENGE_LIMITS.max_message_bytes)
+        answer = await trio.to_thread.run_sync(decode_answer, data)
+    except trio.TooSlowError:
+        logger.info("challenge to %s: no answer within %g s", node, timeout)
+        return None
+    except (TransportError, ValueError, RemoteProtocolError) as exc:
+        logger.info("challenge to %s: no usable answer: %s", node, exc)
+        return None
+    finally:
+        if stream is not None:
+            await reset_quietly(stream)
+    if isinstance(answer, ErrorFrame):
+        logger.info("challenge to %s: refused: %s %s", node, answer.code.value, answer.reason)
+        return None
+    return answer
+
+
+class VerifyHandler:
+    """Serves ``/darwin/verify/1`` streams with one `Verifier`."""
+
+    def __init__(self, host: Host, verifier: Verifier, home: Path, config: VerifyConfig,
+                 cheat: str | None = None) -> None:
+        self.host = host
+        self.verifier = verifier
+        self.ledger_path = home / LEDGER_FILE
+        self.config = config
+        self.cheat = cheat  # TEST ONLY
+        self.rng = random.SystemRandom()
+        self.judging = trio.CapacityLimiter(1)
+        self.frames = FrameConfig(
+            max_frame_size=config.max_request_bytes,
+            frame_timeout=config.request_timeout,
+            idle_timeout=config.request_timeout,
+            write_timeout=config.request_timeout,
+        )
+
+    async def __call__(self, stream: Stream) -> None:
+        """Answer one verify request (raises TransportError when the peer breaks the stream)."""
+        framed = FramedStream(stream, self.frames)
+        client = stream_peer_id(stream)
+        try:
+            payload = await framed.read()
+            request = await trio.to_thread.run_sync(
+                VerifyRequest.from_wire, payload, VERIFY_REQUEST_LIMITS)
+            challenge = await trio.to_thread.run_sync(self._choose, request)
+        except (FrameTooLarge, RemoteProtocolError, VerifierError) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            await self._refuse(framed, client, ErrorCode.BAD_REQUEST, reason)
+            return
+        asked_ms = time.time_ns() // 1_000_000
+        reveal = await challenge_node(self.host, challenge, request.addrs,
+                                      self.config.challenge_timeout)
+        try:
+            judgement = await trio.to_thread.run_sync(
+                self._judge, challenge, reveal, asked_ms, limiter=self.judging)
+        except VerifierError as exc:
+            await self._refuse(framed, client, ErrorCode.BAD_REQUEST, exc.reason)
+            return
+        except Exception:
+            logger.exception("verify request from %s: judging failed", client)
+            await self._refuse(framed, client, ErrorCode.INTERNAL, "the verifier failed")
+            return
+        proof = None if judgement.fraud_proof is None else judgement.fraud_proof.to_wire()
+        logger.info("verify request from %s: %s %s at layer %d step %d: %s", client,
+                    judgement.outcome.value, challenge.node_id, challenge.layer,
+                    challenge.step, judgement.verdict.body.reason)
+        await framed.write(VerifyAnswer(judgement.verdict, proof).to_wire())
+
+    def _choose(self, request: VerifyRequest) -> Challenge:
+        """The random challenge for ``request`` (worker thread; raises VerifierError)."""
+        if request.model_id != self.verifier.model_id:
+            raise VerifierError(f"this verifier checks model {self.verifier.model_id.hex()}, "
+                                f"not {request.model_id.hex()}")
+        challenge = choose_challenge(request.receipts, self.rng, subject=request.subject,
+                                     now_ms=time.time_ns() // 1_000_000)
+        if challenge is None:
+            raise VerifierError(f"no challengeable step of {request.subject} in the receipts")
+        self.verifier.check_challengeable(challenge)
+        return challenge
+
+    def _judge(self, challenge: Challenge, reveal: Reveal | None, asked_ms: int) -> Judgement:
+        """Judge, sign, and append the verdict to our ledger (worker thread)."""
+        judgement = self.verifier.judge(challenge, reveal, asked_ms=asked_ms)
+        if self.cheat == "false-fail" and reveal is not None and judgement.fraud_proof is None:
+            logger.warning("CHEAT false-fail: signing a fail for an honest reveal")
+            verdict = self.verifier.sign(challenge, Outcome.FAIL, "false accusation (cheat)")
+            proof = FraudProof(challenge, reveal, challenge.model_id, verdict)
+            judgement = Judgement(verdict, proof, judgement.finding)
+        body = judgement.verdict.body
+        refs: dict[str, str | bytes | int | bool | None] = {
+            "challenge": body.challenge_digest, "session": body.session_id,
+            "step": body.step, "layer": body.layer}
+        with Ledger.open(self.ledger_path, self.verifier.identity) as ledger:
+            ledger.append(EntryKind.VERDICT, str(body.subject),
+                          VerdictEntry(body.outcome.value, refs))
+        return judgement
+
+    async def _refuse(self, framed: FramedStream, client: str, code: ErrorCode,
+                      reason: str) -> None:
+        logger.info("verify request from %s refused: %s: %s", client, code.value, reason)
+        await framed.write(ErrorFrame(code, reason[:MAX_ERROR_CHARS]).to_wire())
