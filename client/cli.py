@@ -36,15 +36,9 @@ def _make_tiny(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     import trio
 
-    from darwin.client.detokenize import TextStream
     from darwin.client.sampling import SamplingConfig
-    from darwin.client.submit import (
-        Submission,
-        SubmitConfig,
-        route_table,
-        trace_summary,
-        verification_summary,
-    )
+    from darwin.client.submit import Submission, SubmitConfig
+    from darwin.client.submit_view import run_in_console
     from darwin.client.verification import VerificationConfig
 
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -59,18 +53,7 @@ def _submit(args: argparse.Namespace) -> int:
         result = trio.run(submission.run)
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return 0
-    console = Console(highlight=False)
-    console.print(f"[bold]model[/bold] {args.model} ({submission.n_layers} blocks), "
-                  f"id {submission.model_id.hex()[:16]}…")
-    console.print(f"[bold]prompt[/bold] {args.prompt}")
-    console.print("[bold]output[/bold] ", end="")
-    stream = TextStream(submission.tokenizer)
-    result = trio.run(submission.run,
-                      lambda token: console.print(stream.push(token), end="", markup=False))
-    console.print()
-    console.print(route_table(result))
-    console.print(trace_summary(result))
-    console.print(verification_summary(result))
+    run_in_console(submission, Console(highlight=False))
     return 0
 
 

@@ -22,21 +22,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
 from rich.console import Console
 from rich.table import Table
 
-from darwin.client.detokenize import TextStream
 from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
 from darwin.client.sampling import SamplingConfig
-from darwin.client.submit import (
-    Submission,
-    SubmitConfig,
-    SubmitResult,
-    route_table,
-    trace_summary,
-    verification_summary,
-)
+from darwin.client.submit import Submission, SubmitConfig, SubmitResult
+from darwin.client.submit_view import run_in_console
 from darwin.model import Checkpoint, make_tiny
 from darwin.verifier import verify_proof_command
 
@@ -84,17 +76,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
         sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
         submission = Submission(SubmitConfig(model=path, prompt=config.prompt,
                                              bootstrap=swarm.bootstrap, sampling=sampling))
-        console.print(f"[bold]model[/bold] {path} ({n_layers} blocks), "
-                      f"id {submission.model_id.hex()[:16]}…")
-        console.print(f"[bold]prompt[/bold] {config.prompt}")
-        console.print("[bold]output[/bold] ", end="")
-        stream = TextStream(submission.tokenizer)
-        result = trio.run(submission.run,
-                          lambda token: console.print(stream.push(token), end="", markup=False))
-        console.print()
-        console.print(route_table(result))
-        console.print(trace_summary(result))
-        console.print(verification_summary(result))
+        run_in_console(submission, console)
     console.print("[dim]stopped the local swarm. Against a real swarm: darwin submit PROMPT "
                   "--model DIR --bootstrap MULTIADDR[/dim]")
     return 0
@@ -138,16 +120,7 @@ def _generate(config: DemoConfig, path: Path, swarm: LocalSwarm, home: Path,
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens)
     submission = Submission(SubmitConfig(model=path, prompt=config.prompt, home=home,
                                          bootstrap=swarm.bootstrap, sampling=sampling))
-    console.print(f"[bold]prompt[/bold] {config.prompt}")
-    console.print("[bold]output[/bold] ", end="")
-    stream = TextStream(submission.tokenizer)
-    result = trio.run(submission.run,
-                      lambda token: console.print(stream.push(token), end="", markup=False))
-    console.print()
-    console.print(route_table(result))
-    console.print(trace_summary(result))
-    console.print(verification_summary(result))
-    return result
+    return run_in_console(submission, console)
 
 
 def cheater_spans(n_layers: int) -> tuple[dict[str, str], str]:
