@@ -5,19 +5,35 @@ Rules (DESIGN.md, "Ledger and reputation"; issue 5, "Clients have ledgers too"):
 - After a generation the client records one success for every node that signed receipts in the
   verified trace and one failure for every node it had to fail over from, with the reason.
 - Routing reads the standing the ledger yields (`standing`): trust, ban, probation.
+- Before routing, `darwin submit` catches up (`catch_up_from`, ``/darwin/ledger-sync/1``) from
+  at most ``CATCH_UP_PEERS`` connected nodes, bounded by ``CATCH_UP_TIMEOUT`` seconds in all,
+  so verdicts it missed while offline land in its ledger (each record checked as gossip would)
+  and its standing reflects them. A peer that fails is skipped (logged at debug); fraud-proof
+  notices are logged, not recorded (the proof's bytes have no protocol yet). It asks from seq 0
+  each time: duplicates are skipped, and a page holds at most 256 records.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from darwin.ledger import Ledger
+import trio
+
+from darwin.ledger import Ledger, Record
 from darwin.ledger.reputation import Score, reputation
+from darwin.node.host import Host
+from darwin.node.ledger_sync import SyncConfig, catch_up
 from darwin.protocol import Identity, PeerId
 
+logger = logging.getLogger(__name__)
+
 LEDGER_FILE = "ledger.sqlite"
+CATCH_UP_PEERS = 2  # nodes asked per submit: a responder can withhold, so more than one
+CATCH_UP_TIMEOUT = 10.0  # seconds for the whole catch-up; routing goes on after it
+_SYNC = SyncConfig(timeout=5.0, max_pages=4)
 
 
 def standing(home: Path, identity: Identity) -> dict[PeerId, Score]:
@@ -39,3 +55,28 @@ def record_generation(home: Path, identity: Identity, served: Iterable[str],
             ledger.record_success(peer)
         for peer, reason in failed.items():
             ledger.record_failure(peer, reason[:200])
+
+
+async def catch_up_from(host: Host, home: Path, identity: Identity, peers: Sequence[str],
+                        timeout: float = CATCH_UP_TIMEOUT) -> int:
+    """Take in the verdicts the first ``CATCH_UP_PEERS`` of ``peers`` hold; how many were new.
+
+    Failures (a peer that does not answer, refuses, or breaks the protocol) are logged at
+    debug and skipped; the whole call returns within ``timeout`` seconds.
+    """
+    async def notice(record: Record, peer: str) -> None:
+        logger.info("fraud-proof notice from %s (signed by %s) about %s: not re-checked, "
+                    "not recorded", peer, record.signer, record.subject)
+
+    home.mkdir(parents=True, exist_ok=True)
+    appended = 0
+    with Ledger.open(home / LEDGER_FILE, identity) as ledger, trio.move_on_after(timeout):
+        for peer in list(peers)[:CATCH_UP_PEERS]:
+            try:
+                result = await catch_up(host, peer, ledger, 0, _SYNC, on_fraud_notice=notice)
+            except Exception as exc:
+                logger.debug("catch-up from %s failed: %s", peer, exc)
+                continue
+            appended += result.appended
+            logger.debug("caught up from %s: %d new verdicts", peer, result.appended)
+    return appended

@@ -11,6 +11,9 @@ Rules (DESIGN.md, "The inference path" and "Command-line contract"):
 - Generation stops after ``max_new_tokens`` or after the tokenizer's end-of-sequence token.
 - Then the verification policy (`darwin.client.verification`) sends hops of the trace to
   verifiers: every hop on probation, others with a probability that falls with reputation.
+- With a home, the client first catches up on the verdicts it missed from one or two of the
+  nodes it joined through (`catch_up_from`, bounded, failures skipped), then reads its
+  standing, which routing uses (banned keys are never routed to).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import trio
 from rich.table import Table
 
-from darwin.client.client_ledger import record_generation, standing
+from darwin.client.client_ledger import catch_up_from, record_generation, standing
 from darwin.client.failover import FailoverEvent, FailoverSession
 from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
@@ -152,8 +155,11 @@ class Submission:
         host_config = HostConfig(listen=(config.listen,), bootstrap=config.bootstrap,
                                  dht_server=False)
         identity = self.identity()
-        scores = standing(config.home, identity) if config.home is not None else {}
+        scores: dict[PeerId, Score] = {}
         async with open_host(identity.seed, host_config) as host:
+            if config.home is not None:
+                await catch_up_from(host, config.home, identity, host.connected_peers())
+                scores = standing(config.home, identity)
             client = await SwarmClient.connect(host, self.model_id, self.n_layers, config.swarm,
                                                scores)
             parts = await trio.to_thread.run_sync(

@@ -33,6 +33,7 @@ from darwin.node.config import (
     VerifyConfig,
 )
 from darwin.node.host import HostConfig
+from darwin.node.pubsub import PubsubConfig
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def _add_verification_arguments(join: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> NodeConfig:
     """Raises ValueError: for a value out of range or a missing --blocks."""
     host = HostConfig(
-        listen=tuple(args.listen or [DEFAULT_LISTEN]), bootstrap=tuple(args.bootstrap)
+        listen=tuple(args.listen or [DEFAULT_LISTEN]), bootstrap=tuple(args.bootstrap),
+        pubsub=PubsubConfig(),
     )
     budget = None if args.kv_budget_mib is None else int(args.kv_budget_mib * MIB)
     serve = "blocks" in args

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from darwin.node.host import HostConfig
+from darwin.node.pubsub import PubsubConfig
 
 __all__ = ["CHEAT_MODES", "DTYPES", "ChallengeLimits", "ForwardLimits", "InfoLimits",
            "NodeConfig", "RetentionConfig", "VerifyConfig"]
@@ -106,8 +107,9 @@ class NodeConfig:
     blocks: tuple[int, int] | None = None
     # How many blocks --blocks auto serves; None: half the model, rounded up.
     auto_blocks: int | None = None
-    # Where to listen and whom to join through (the host's own config).
-    host: HostConfig = field(default_factory=HostConfig)
+    # Where to listen and whom to join through (the host's own config). Every node runs
+    # GossipSub for verdict gossip: a host config without ``pubsub`` gets ``PubsubConfig()``.
+    host: HostConfig = field(default_factory=lambda: HostConfig(pubsub=PubsubConfig()))
     # Most forward sessions open at once.
     max_sessions: int = 16
     # Longest session (prompt plus generated tokens) the node admits.

@@ -12,11 +12,19 @@ Rules:
   ``/darwin/challenge/1``; the store is closed (spill files removed) on exit.
 - With ``verify`` set the node is also a verifier (``/darwin/verify/1``, announced under
   ``verifier_key``); with ``serve_blocks`` off it is only that.
+- Every node runs GossipSub (``HostConfig.pubsub``; a config without it gets the default
+  ``PubsubConfig()``), opens its ledger (``<home>/ledger.sqlite``, one `Ledger` for the node's
+  lifetime, shared by every writer), gossips verdicts on its model's topic
+  (``open_verdict_gossip``) and serves ``/darwin/ledger-sync/1`` from that ledger. A verifier
+  publishes every verdict it signs. Fraud-proof notices are only logged for now: re-checking
+  one needs the proof's bytes, which no protocol carries yet (``specs/gossip.md`` §4).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ from pathlib import Path
 import torch
 import trio
 
+from darwin.ledger import Ledger, LedgerError, Record
 from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
 from darwin.node.announce import announce_span, provider_counts
 from darwin.node.block_selection import choose_span
@@ -34,13 +43,16 @@ from darwin.node.cheats import COMPUTE_CHEATS, CheatingSpan, perturb_layer
 from darwin.node.committed_span import CommitConfig
 from darwin.node.config import NodeConfig
 from darwin.node.forward_handler import FORWARD_PROTOCOL, ForwardHandler
+from darwin.node.gossip import VerdictGossip, open_verdict_gossip
 from darwin.node.home import load_or_create_identity, model_cache_dir
 from darwin.node.host import BootstrapError, Host, open_host
 from darwin.node.info_handler import INFO_PROTOCOL, InfoHandler
+from darwin.node.ledger_sync import LEDGER_SYNC_PROTOCOL, LedgerSyncHandler
+from darwin.node.pubsub import PubsubConfig
 from darwin.node.retention import RetentionStore
 from darwin.node.served_span import ServedSpan
 from darwin.node.sessions import SessionLimits, SessionTable
-from darwin.node.verify_handler import VERIFY_PROTOCOL, VerifyHandler, verifier_key
+from darwin.node.verify_handler import LEDGER_FILE, VERIFY_PROTOCOL, VerifyHandler, verifier_key
 from darwin.protocol import Identity, IdentityFileError, ModelId
 from darwin.protocol.forward_session import ServePolicy
 from darwin.verifier import Verifier
@@ -70,6 +82,8 @@ class Node:
     served: ServedSpan | None  # None: a verifier that serves no blocks
     sessions: SessionTable | None
     verifier: Verifier | None = None
+    ledger: Ledger | None = None  # the node's ledger (<home>/ledger.sqlite), open while it runs
+    gossip: VerdictGossip | None = None  # verdict gossip on the model's topic
 
     @property
     def peer_id(self) -> str:
@@ -106,38 +120,70 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
     )
     if config.blocks is not None:
         _check_span(config.blocks, checkpoint)
+    host_config = config.host
+    if host_config.pubsub is None:
+        host_config = dataclasses.replace(host_config, pubsub=PubsubConfig())
     joined = False
     try:
-        async with open_host(identity.seed, config.host) as host:
-            joined = True
-            served = sessions = None
-            if config.serve_blocks:
-                span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
-                runner = await trio.to_thread.run_sync(
-                    partial(_load, config, checkpoint, span), abandon_on_cancel=True
-                )
-                store = RetentionStore(identity, config.retention)
-                served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s),
-                                    store, _answer_cheat(config.cheat))
-                sessions = SessionTable(_session_limits(config, served))
-                _serve(host, config, served, sessions)
-            verifier = _verify(host, config, identity, checkpoint, mid)
-            try:
-                if served is not None:
-                    await announce_span(host, mid, served.span)
-                    logger.info("node %s serves blocks [%d, %d) of %s at %s", host.peer_id,
-                                *served.span, config.model_path, host.listen_addrs)
-                if verifier is not None:
-                    await host.provide(verifier_key(mid))
-                    logger.info("node %s verifies model %s", host.peer_id, mid.hex()[:16])
-                yield Node(config, identity, host, served, sessions, verifier)
-            finally:
-                if served is not None:
-                    served.store.close()
+        with _open_ledger(config, identity) as ledger:
+            async with open_host(identity.seed, host_config) as host:
+                joined = True
+                host.set_stream_handler(LEDGER_SYNC_PROTOCOL, LedgerSyncHandler(ledger))
+                async with open_verdict_gossip(
+                        host, ledger, mid, on_fraud_notice=_log_fraud_notice) as gossip, \
+                        _serve_node(config, identity, checkpoint, mid, host, ledger,
+                                    gossip) as node:
+                    yield node
     except BootstrapError as exc:
         if joined:
             raise
         raise StartupError(str(exc), exit_code=1) from None
+
+
+@asynccontextmanager
+async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
+                      mid: ModelId, host: Host, ledger: Ledger,
+                      gossip: VerdictGossip) -> AsyncIterator[Node]:
+    """Load the span, set the handlers, announce; the running node."""
+    served = sessions = None
+    if config.serve_blocks:
+        span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
+        runner = await trio.to_thread.run_sync(
+            partial(_load, config, checkpoint, span), abandon_on_cancel=True
+        )
+        store = RetentionStore(identity, config.retention)
+        served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s),
+                            store, _answer_cheat(config.cheat))
+        sessions = SessionTable(_session_limits(config, served))
+        _serve(host, config, served, sessions)
+    verifier = _verify(host, config, identity, checkpoint, mid, ledger, gossip)
+    try:
+        if served is not None:
+            await announce_span(host, mid, served.span)
+            logger.info("node %s serves blocks [%d, %d) of %s at %s", host.peer_id,
+                        *served.span, config.model_path, host.listen_addrs)
+        if verifier is not None:
+            await host.provide(verifier_key(mid))
+            logger.info("node %s verifies model %s", host.peer_id, mid.hex()[:16])
+        yield Node(config, identity, host, served, sessions, verifier, ledger, gossip)
+    finally:
+        if served is not None:
+            served.store.close()
+
+
+def _open_ledger(config: NodeConfig, identity: Identity) -> Ledger:
+    """The node's ledger, ``<home>/ledger.sqlite`` (a StartupError when it cannot be used)."""
+    try:
+        return Ledger.open(config.home / LEDGER_FILE, identity)
+    except (LedgerError, OSError, sqlite3.Error) as exc:
+        raise StartupError(f"cannot open the ledger in {config.home}: {exc}") from None
+
+
+async def _log_fraud_notice(record: Record, origin: str) -> None:
+    """A gossiped fraud-proof notice: logged only (re-checking it needs the proof's bytes,
+    which no protocol carries yet; see ``specs/gossip.md`` §4)."""
+    logger.warning("fraud-proof notice from %s (signed by %s) about %s: not re-checked, "
+                   "not recorded", origin, record.signer, record.subject)
 
 
 def _answer_cheat(cheat: str | None) -> str | None:
@@ -146,13 +192,13 @@ def _answer_cheat(cheat: str | None) -> str | None:
 
 
 def _verify(host: Host, config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
-            mid: ModelId) -> Verifier | None:
+            mid: ModelId, ledger: Ledger, gossip: VerdictGossip) -> Verifier | None:
     """Set up the verifier role when asked for (``--verify``)."""
     if config.verify is None:
         return None
     verifier = Verifier(identity, checkpoint, model_id=mid)
     host.set_stream_handler(VERIFY_PROTOCOL, VerifyHandler(
-        host, verifier, config.home, config.verify, config.cheat))
+        host, verifier, ledger, config.verify, config.cheat, publish=gossip.publish))
     return verifier
 
 

@@ -9,8 +9,10 @@ Rules (normative text: ``specs/verification.md`` section 8.1):
   answer in time, an error frame, a transport failure or bytes that do not decode as a reveal
   are "no reveal" (``unresponsive``).
 - Judging (recomputing one layer, streamed from the checkpoint) runs in a worker thread, one
-  at a time. The verdict is appended to the verifier's own ledger (``<home>/ledger.sqlite``,
-  a ``verdict`` entry about the subject) and returned with the fraud proof of a ``fail``.
+  at a time. The verdict is appended to the verifier's own ledger (the node's one `Ledger`,
+  ``<home>/ledger.sqlite``, a ``verdict`` entry about the subject), its record is published on
+  the model's verdict gossip topic (when a ``publish`` hook is set; a failure to publish is
+  logged, the answer still goes out), and it is returned with the fraud proof of a ``fail``.
 - A request that cannot be judged (another model, no challengeable step, a bad signature) is
   answered with ``ErrorFrame(bad_request)``; the verifier's failures with ``internal``.
 - The verifier announces itself in the DHT under ``verifier_key(model_id)``.
@@ -22,11 +24,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from darwin.ledger import EntryKind, Ledger
+from darwin.ledger import EntryKind, Ledger, Record
 from darwin.ledger import Verdict as VerdictEntry
 from darwin.node.challenge_handler import CHALLENGE_PROTOCOL
 from darwin.node.config import VerifyConfig
@@ -99,11 +101,13 @@ async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...
 class VerifyHandler:
     """Serves ``/darwin/verify/1`` streams with one `Verifier`."""
 
-    def __init__(self, host: Host, verifier: Verifier, home: Path, config: VerifyConfig,
-                 cheat: str | None = None) -> None:
+    def __init__(self, host: Host, verifier: Verifier, ledger: Ledger, config: VerifyConfig,
+                 cheat: str | None = None, *,
+                 publish: Callable[[Record], Awaitable[None]] | None = None) -> None:
         self.host = host
         self.verifier = verifier
-        self.ledger_path = home / LEDGER_FILE
+        self.ledger = ledger  # the node's ledger, owned (and closed) by the node
+        self.publish = publish  # broadcasts our verdict records (VerdictGossip.publish)
         self.config = config
         self.cheat = cheat  # TEST ONLY
         self.rng = random.SystemRandom()
@@ -132,7 +136,7 @@ class VerifyHandler:
         reveal = await challenge_node(self.host, challenge, request.addrs,
                                       self.config.challenge_timeout)
         try:
-            judgement = await trio.to_thread.run_sync(
+            judgement, record = await trio.to_thread.run_sync(
                 self._judge, challenge, reveal, asked_ms, limiter=self.judging)
         except VerifierError as exc:
             await self._refuse(framed, client, ErrorCode.BAD_REQUEST, exc.reason)
@@ -145,7 +149,17 @@ class VerifyHandler:
         logger.info("verify request from %s: %s %s at layer %d step %d: %s", client,
                     judgement.outcome.value, challenge.node_id, challenge.layer,
                     challenge.step, judgement.verdict.body.reason)
+        await self._publish(record)
         await framed.write(VerifyAnswer(judgement.verdict, proof).to_wire())
+
+    async def _publish(self, record: Record) -> None:
+        """Broadcast our verdict record; a failure is logged (catch-up recovers it)."""
+        if self.publish is None:
+            return
+        try:
+            await self.publish(record)
+        except Exception as exc:
+            logger.warning("could not publish the verdict about %s: %s", record.subject, exc)
 
     def _choose(self, request: VerifyRequest) -> Challenge:
         """The random challenge for ``request`` (worker thread; raises VerifierError)."""
@@ -159,8 +173,9 @@ class VerifyHandler:
         self.verifier.check_challengeable(challenge)
         return challenge
 
-    def _judge(self, challenge: Challenge, reveal: Reveal | None, asked_ms: int) -> Judgement:
-        """Judge, sign, and append the verdict to our ledger (worker thread)."""
+    def _judge(self, challenge: Challenge, reveal: Reveal | None,
+               asked_ms: int) -> tuple[Judgement, Record]:
+        """Judge, sign, append the verdict to our ledger (worker thread); with its record."""
         judgement = self.verifier.judge(challenge, reveal, asked_ms=asked_ms)
         if self.cheat == "false-fail" and reveal is not None and judgement.fraud_proof is None:
             logger.warning("CHEAT false-fail: signing a fail for an honest reveal")
@@ -171,10 +186,9 @@ class VerifyHandler:
         refs: dict[str, str | bytes | int | bool | None] = {
             "challenge": body.challenge_digest, "session": body.session_id,
             "step": body.step, "layer": body.layer}
-        with Ledger.open(self.ledger_path, self.verifier.identity) as ledger:
-            ledger.append(EntryKind.VERDICT, str(body.subject),
-                          VerdictEntry(body.outcome.value, refs))
-        return judgement
+        entry = self.ledger.append(EntryKind.VERDICT, str(body.subject),
+                                   VerdictEntry(body.outcome.value, refs))
+        return judgement, entry.record
 
     async def _refuse(self, framed: FramedStream, client: str, code: ErrorCode,
                       reason: str) -> None:
