@@ -22,7 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol/ --config-file pyproject.toml
+	$(BIN)/mypy --strict protocol/ ledger/ verifier/
 
 demo: $(STAMP)
 	$(BIN)/darwin demo
