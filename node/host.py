@@ -34,8 +34,8 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream
-from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
-from libp2p.crypto.keys import KeyPair, KeyType
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
@@ -58,6 +58,8 @@ from darwin.node.libp2p_workarounds import (
     query_providers,
 )
 from darwin.node.pubsub import HostPubsub, PubsubConfig, run_pubsub
+from darwin.protocol import RemoteProtocolError
+from darwin.protocol import public_key_from_peer_id as protocol_public_key
 
 __all__ = [
     "BLOCK_KEY_DOMAIN",
@@ -72,7 +74,6 @@ __all__ = [
     "StreamHandler",
     "block_provider_key",
     "open_host",
-    "peer_id_from_public_key",
     "public_key_from_peer_id",
     "stream_peer_id",
 ]
@@ -142,24 +143,18 @@ class ProviderInfo:
 # --------------------------------------------------------------------------- identity
 
 
-def peer_id_from_public_key(public_key: bytes) -> str:
-    """Return the base58 libp2p peer id of a raw 32-byte ed25519 public key."""
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key)).to_base58()
-
-
 def public_key_from_peer_id(peer_id: str) -> bytes:
     """Return the raw 32-byte ed25519 public key embedded in a peer id.
+
+    The derivation is `darwin.protocol`'s; this only gives the host API its ``ValueError``.
 
     Raises:
         ValueError: the string is not a peer id, or not one of an ed25519 key.
     """
     try:
-        key = ID.from_base58(peer_id).extract_public_key()
-    except Exception as exc:
-        raise ValueError(f"not a peer id: {peer_id!r}") from exc
-    if key is None or key.get_type() != KeyType.Ed25519:
-        raise ValueError(f"peer id {peer_id!r} does not embed an ed25519 key")
-    return key.to_bytes()
+        return protocol_public_key(peer_id)
+    except RemoteProtocolError as exc:
+        raise ValueError(f"not an ed25519 peer id: {peer_id!r} ({exc})") from None
 
 
 def stream_peer_id(stream: INetStream) -> str:

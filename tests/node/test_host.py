@@ -15,10 +15,10 @@ from darwin.node.host import (
     ProtocolNotSupported,
     block_provider_key,
     open_host,
-    peer_id_from_public_key,
     public_key_from_peer_id,
     stream_peer_id,
 )
+from darwin.protocol import peer_id_from_public_key
 
 QUICK = {"dial_timeout": 3.0, "dht_timeout": 3.0}
 
