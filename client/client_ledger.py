@@ -8,9 +8,12 @@ Rules (DESIGN.md, "Ledger and reputation"; issue 5, "Clients have ledgers too"):
 - Before routing, `darwin submit` catches up (`catch_up_from`, ``/darwin/ledger-sync/1``) from
   at most ``CATCH_UP_PEERS`` connected nodes, bounded by ``CATCH_UP_TIMEOUT`` seconds in all,
   so verdicts it missed while offline land in its ledger (each record checked as gossip would)
-  and its standing reflects them. A peer that fails is skipped (logged at debug); fraud-proof
-  notices are logged, not recorded (the proof's bytes have no protocol yet). It asks from seq 0
-  each time: duplicates are skipped, and a page holds at most 256 records.
+  and its standing reflects them. A peer that fails is skipped (logged). A fraud-proof
+  notice is handled as a node handles one (`darwin.node.fraud_notices`): the proof is fetched
+  from the peer (``/darwin/proof/1``), re-checked with the client's checkpoint and recorded
+  (``fraud_proof`` confirmed bans the subject; ``accusation_refuted`` penalises the accuser).
+  It resumes with each peer where its last completed catch-up from that peer ended (cursors
+  in ``<home>/sync-cursors.json``, `darwin.node.sync_cursors`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from pathlib import Path
 
 import trio
 
-from darwin.ledger import Ledger, Record
+from darwin.ledger import Ledger
 from darwin.ledger.reputation import Score, reputation
+from darwin.node.fraud_notices import FraudNotices, ProofCheck
 from darwin.node.host import Host
-from darwin.node.ledger_sync import SyncConfig, catch_up
+from darwin.node.ledger_sync import SyncConfig, catch_up_with
+from darwin.node.proof_store import ProofStore
+from darwin.node.sync_cursors import SyncCursors
 from darwin.protocol import Identity, PeerId
 
 logger = logging.getLogger(__name__)
@@ -58,25 +64,20 @@ def record_generation(home: Path, identity: Identity, served: Iterable[str],
 
 
 async def catch_up_from(host: Host, home: Path, identity: Identity, peers: Sequence[str],
-                        timeout: float = CATCH_UP_TIMEOUT) -> int:
+                        check: ProofCheck, timeout: float = CATCH_UP_TIMEOUT) -> int:
     """Take in the verdicts the first ``CATCH_UP_PEERS`` of ``peers`` hold; how many were new.
 
-    Failures (a peer that does not answer, refuses, or breaks the protocol) are logged at
-    debug and skipped; the whole call returns within ``timeout`` seconds.
+    Fraud-proof notices among them are fetched, re-checked with ``check`` (see
+    ``darwin.node.fraud_notices.proof_checker``) and recorded, one at a time. Failures (a peer
+    that does not answer, refuses, or breaks the protocol) are logged at debug and skipped;
+    the whole call returns within ``timeout`` seconds.
     """
-    async def notice(record: Record, peer: str) -> None:
-        logger.info("fraud-proof notice from %s (signed by %s) about %s: not re-checked, "
-                    "not recorded", peer, record.signer, record.subject)
-
     home.mkdir(parents=True, exist_ok=True)
     appended = 0
     with Ledger.open(home / LEDGER_FILE, identity) as ledger, trio.move_on_after(timeout):
-        for peer in list(peers)[:CATCH_UP_PEERS]:
-            try:
-                result = await catch_up(host, peer, ledger, 0, _SYNC, on_fraud_notice=notice)
-            except Exception as exc:
-                logger.debug("catch-up from %s failed: %s", peer, exc)
-                continue
-            appended += result.appended
-            logger.debug("caught up from %s: %d new verdicts", peer, result.appended)
+        notices = await trio.to_thread.run_sync(FraudNotices.open, host, ledger,
+                                                ProofStore.in_home(home), check)
+        cursors = await trio.to_thread.run_sync(SyncCursors.load, home)
+        appended = await catch_up_with(host, list(peers)[:CATCH_UP_PEERS], ledger, cursors,
+                                       _SYNC, on_fraud_notice=notices.handle)
     return appended

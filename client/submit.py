@@ -35,6 +35,7 @@ from darwin.client.swarm import SwarmClient, SwarmConfig
 from darwin.client.verification import HopCheck, HopVerifier, VerificationConfig, hops_to_check
 from darwin.ledger import Score
 from darwin.model import Checkpoint, ClientParts, load_tokenizer, model_id
+from darwin.node.fraud_notices import proof_checker
 from darwin.node.host import Host, HostConfig, open_host
 from darwin.node.torch_wire import torch_dtype
 from darwin.protocol import Identity, ModelId, PeerId, Trace
@@ -158,7 +159,8 @@ class Submission:
         scores: dict[PeerId, Score] = {}
         async with open_host(identity.seed, host_config) as host:
             if config.home is not None:
-                await catch_up_from(host, config.home, identity, host.connected_peers())
+                await catch_up_from(host, config.home, identity, host.connected_peers(),
+                                    proof_checker(self.checkpoint, self.model_id))
                 scores = standing(config.home, identity)
             client = await SwarmClient.connect(host, self.model_id, self.n_layers, config.swarm,
                                                scores)

@@ -20,7 +20,6 @@ Rules (DESIGN.md "Verification"; ``specs/verification.md`` section 8.1):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import tempfile
@@ -44,6 +43,7 @@ from darwin.ledger import Verdict as VerdictEntry
 from darwin.model import Checkpoint
 from darwin.node.framing import TransportError, read_frame, reset_quietly, write_frame
 from darwin.node.host import Host
+from darwin.node.proof_store import ProofStore
 from darwin.node.verify_handler import VERIFY_PROTOCOL, verifier_key
 from darwin.protocol import (
     CHALLENGE_LIMITS,
@@ -54,13 +54,13 @@ from darwin.protocol import (
     RemoteProtocolError,
     SignatureError,
 )
+from darwin.protocol.proof_request import proof_hash
 from darwin.protocol.verify_request import VerifyAnswer, VerifyRequest
 from darwin.protocol.wire import unpack
 from darwin.verifier import check_fraud_proof
 
 logger = logging.getLogger(__name__)
 
-PROOFS_DIR = "fraud-proofs"
 LEDGER_FILE = "ledger.sqlite"
 
 
@@ -194,13 +194,9 @@ class HopVerifier:
                         str(body.verifier), body.reason, path, status)
 
     def _write_proof(self, proof: bytes) -> Path:
-        digest = hashlib.blake2b(proof, digest_size=32).hexdigest()
         home = self.home if self.home is not None else Path(tempfile.gettempdir()) / "darwin"
-        directory = home / PROOFS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{digest}.proof"
-        path.write_bytes(proof)
-        return path
+        store = ProofStore.in_home(home)
+        return store.path(store.put(proof))
 
     def _record(self, answer: VerifyAnswer, status: str | None) -> None:
         if self.home is None:
@@ -218,11 +214,11 @@ class HopVerifier:
                               VerdictEntry(body.outcome.value, refs))
             if answer.fraud_proof is None:
                 return
-            proof_hash = hashlib.blake2b(answer.fraud_proof, digest_size=32).digest()
+            digest = proof_hash(answer.fraud_proof)
             if status == "confirmed":
                 ledger.append(EntryKind.FRAUD_PROOF, subject, FraudProofEntry(
-                    FraudStatus.CONFIRMED, proof_hash, verifier))
+                    FraudStatus.CONFIRMED, digest, verifier))
             else:
                 ledger.append(EntryKind.ACCUSATION_REFUTED, subject,
-                              AccusationRefuted(verifier, proof_hash))
+                              AccusationRefuted(verifier, digest))
 

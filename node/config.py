@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from darwin.node.fraud_notices import NoticeConfig
 from darwin.node.host import HostConfig
+from darwin.node.ledger_sync import SyncConfig
 from darwin.node.pubsub import PubsubConfig
 
 __all__ = ["CHEAT_MODES", "DTYPES", "ChallengeLimits", "ForwardLimits", "InfoLimits",
@@ -139,6 +141,10 @@ class NodeConfig:
     challenge: ChallengeLimits = field(default_factory=ChallengeLimits)
     # The verifier role: None serves no ``/darwin/verify/1``.
     verify: VerifyConfig | None = None
+    # Fraud-proof notices: the /darwin/proof/1 exchange (served and fetched) and the queue.
+    notices: NoticeConfig = field(default_factory=NoticeConfig)
+    # Ledger sync: what we serve, and the catch-up from the bootstrap peers at startup.
+    sync: SyncConfig = field(default_factory=SyncConfig)
     # TEST ONLY: a deliberate misbehaviour (CHEAT_MODES), for the adversarial suite and demo.
     cheat: str | None = None
 

@@ -14,13 +14,15 @@ Rules of this module (normative text: ``specs/gossip.md`` §5):
   worker thread. A page that breaks the protocol (more records than asked, ``next`` going
   backwards, undecodable) raises ``LedgerSyncError``; a bad *record* in a good page is
   counted and skipped.
+- ``catch_up_with`` catches up from several peers, each from its cursor
+  (``darwin.node.sync_cursors``), which moves only when that peer's catch-up completes.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -31,6 +33,7 @@ from darwin.ledger.record import MAX_RECORD_WIRE_BYTES
 from darwin.node.framing import FrameConfig, FramedStream, TransportError
 from darwin.node.gossip_policy import GOSSIP_KINDS, NOTICE_KINDS, DropReason, RateLimiter
 from darwin.node.host import Host, Stream, stream_peer_id
+from darwin.node.sync_cursors import SyncCursors
 from darwin.protocol import ErrorCode, ErrorFrame, RemoteProtocolError
 from darwin.protocol.schema import MapReader
 from darwin.protocol.wire import PROTOCOL_VERSION, WireLimits, pack, unpack
@@ -44,6 +47,7 @@ __all__ = [
     "SyncRequest",
     "SyncResult",
     "catch_up",
+    "catch_up_with",
     "fetch_page",
 ]
 
@@ -263,7 +267,7 @@ async def catch_up(
     since: int = 0,
     config: SyncConfig = SyncConfig(),
     *,
-    on_fraud_notice: Callable[[Record, str], Awaitable[None]] | None = None,
+    on_fraud_notice: Callable[[Record, str], Awaitable[object]] | None = None,
 ) -> SyncResult:
     """Fetch the gossip records ``peer_id`` holds after its seq ``since`` and take them in.
 
@@ -288,6 +292,35 @@ async def catch_up(
             break
     logger.debug("caught up with %s: %s", peer_id, result)
     return result
+
+
+async def catch_up_with(
+    host: Host,
+    peers: Sequence[str],
+    ledger: Ledger,
+    cursors: SyncCursors,
+    config: SyncConfig = SyncConfig(),
+    *,
+    on_fraud_notice: Callable[[Record, str], Awaitable[object]] | None = None,
+) -> int:
+    """``catch_up`` from each of ``peers`` in turn, each from its cursor; verdicts appended.
+
+    A peer that fails (unreachable, refusing, breaking the protocol) is logged and skipped;
+    its cursor moves only when its catch-up completes.
+    """
+    appended = 0
+    for peer in peers:
+        try:
+            result = await catch_up(host, peer, ledger, cursors.get(peer), config,
+                                    on_fraud_notice=on_fraud_notice)
+        except Exception as exc:
+            logger.info("catch-up from %s failed: %s", peer, exc)
+            continue
+        await trio.to_thread.run_sync(cursors.set, peer, result.next)
+        appended += result.appended
+        logger.info("caught up from %s: %d verdicts, %d fraud-proof notices", peer,
+                    result.appended, result.notices)
+    return appended
 
 
 def _take_page(ledger: Ledger, page: SyncPage, result: SyncResult) -> list[Record]:

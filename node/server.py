@@ -16,8 +16,14 @@ Rules:
   ``PubsubConfig()``), opens its ledger (``<home>/ledger.sqlite``, one `Ledger` for the node's
   lifetime, shared by every writer), gossips verdicts on its model's topic
   (``open_verdict_gossip``) and serves ``/darwin/ledger-sync/1`` from that ledger. A verifier
-  publishes every verdict it signs. Fraud-proof notices are only logged for now: re-checking
-  one needs the proof's bytes, which no protocol carries yet (``specs/gossip.md`` §4).
+  publishes every verdict it signs, and for a ``fail`` its fraud_proof notice.
+- Every node keeps fraud proofs in ``<home>/fraud-proofs`` and serves them over
+  ``/darwin/proof/1``. Fraud-proof notices (gossip) go to the node's `FraudNotices`, which
+  fetches each proof, re-checks it with the node's checkpoint (one layer) and records the
+  outcome in the ledger (``specs/gossip.md`` §4.2).
+- A node that joins through bootstrap peers catches up from them in the background
+  (``/darwin/ledger-sync/1``, resuming at the cursors kept in ``<home>/sync-cursors.json``):
+  the verdicts it missed are appended, the fraud-proof notices handled as gossiped ones.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pathlib import Path
 import torch
 import trio
 
-from darwin.ledger import Ledger, LedgerError, Record
+from darwin.ledger import Ledger, LedgerError
 from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
 from darwin.node.announce import announce_span, provider_counts
 from darwin.node.block_selection import choose_span
@@ -43,15 +49,19 @@ from darwin.node.cheats import COMPUTE_CHEATS, CheatingSpan, perturb_layer
 from darwin.node.committed_span import CommitConfig
 from darwin.node.config import NodeConfig
 from darwin.node.forward_handler import FORWARD_PROTOCOL, ForwardHandler
+from darwin.node.fraud_notices import FraudNotices, open_fraud_notices, proof_checker
 from darwin.node.gossip import VerdictGossip, open_verdict_gossip
 from darwin.node.home import load_or_create_identity, model_cache_dir
 from darwin.node.host import BootstrapError, Host, open_host
 from darwin.node.info_handler import INFO_PROTOCOL, InfoHandler
-from darwin.node.ledger_sync import LEDGER_SYNC_PROTOCOL, LedgerSyncHandler
+from darwin.node.ledger_sync import LEDGER_SYNC_PROTOCOL, LedgerSyncHandler, catch_up_with
+from darwin.node.proof_exchange import PROOF_PROTOCOL, ProofHandler
+from darwin.node.proof_store import PROOFS_DIR, ProofStore
 from darwin.node.pubsub import PubsubConfig
 from darwin.node.retention import RetentionStore
 from darwin.node.served_span import ServedSpan
 from darwin.node.sessions import SessionLimits, SessionTable
+from darwin.node.sync_cursors import SyncCursors
 from darwin.node.verify_handler import LEDGER_FILE, VERIFY_PROTOCOL, VerifyHandler, verifier_key
 from darwin.protocol import Identity, IdentityFileError, ModelId
 from darwin.protocol.forward_session import ServePolicy
@@ -84,6 +94,7 @@ class Node:
     verifier: Verifier | None = None
     ledger: Ledger | None = None  # the node's ledger (<home>/ledger.sqlite), open while it runs
     gossip: VerdictGossip | None = None  # verdict gossip on the model's topic
+    fraud_notices: FraudNotices | None = None  # re-checks the fraud proofs peers tell of
 
     @property
     def peer_id(self) -> str:
@@ -128,11 +139,10 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
         with _open_ledger(config, identity) as ledger:
             async with open_host(identity.seed, host_config) as host:
                 joined = True
-                host.set_stream_handler(LEDGER_SYNC_PROTOCOL, LedgerSyncHandler(ledger))
-                async with open_verdict_gossip(
-                        host, ledger, mid, on_fraud_notice=_log_fraud_notice) as gossip, \
-                        _serve_node(config, identity, checkpoint, mid, host, ledger,
-                                    gossip) as node:
+                async with _ledger_services(config, host, ledger, checkpoint, mid) as (
+                        gossip, notices, proofs), \
+                        _serve_node(config, identity, checkpoint, mid, host, ledger, gossip,
+                                    proofs, notices) as node:
                     yield node
     except BootstrapError as exc:
         if joined:
@@ -141,9 +151,28 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
 
 
 @asynccontextmanager
+async def _ledger_services(
+    config: NodeConfig, host: Host, ledger: Ledger, checkpoint: Checkpoint, mid: ModelId,
+) -> AsyncIterator[tuple[VerdictGossip, FraudNotices, ProofStore]]:
+    """Ledger sync, the proof store and its protocol, fraud notices, verdict gossip, and the
+    catch-up from the bootstrap peers (in the background), until the block exits."""
+    host.set_stream_handler(LEDGER_SYNC_PROTOCOL, LedgerSyncHandler(ledger, config.sync))
+    proofs = _proof_store(config, host)
+    async with open_fraud_notices(host, ledger, proofs, proof_checker(checkpoint, mid),
+                                  config.notices) as notices, \
+            open_verdict_gossip(host, ledger, mid, on_fraud_notice=notices.submit) as gossip, \
+            trio.open_nursery() as nursery:
+        nursery.start_soon(_catch_up, config, host, ledger, notices)
+        try:
+            yield gossip, notices, proofs
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
 async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
-                      mid: ModelId, host: Host, ledger: Ledger,
-                      gossip: VerdictGossip) -> AsyncIterator[Node]:
+                      mid: ModelId, host: Host, ledger: Ledger, gossip: VerdictGossip,
+                      proofs: ProofStore, notices: FraudNotices) -> AsyncIterator[Node]:
     """Load the span, set the handlers, announce; the running node."""
     served = sessions = None
     if config.serve_blocks:
@@ -156,7 +185,7 @@ async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkp
                             store, _answer_cheat(config.cheat))
         sessions = SessionTable(_session_limits(config, served))
         _serve(host, config, served, sessions)
-    verifier = _verify(host, config, identity, checkpoint, mid, ledger, gossip)
+    verifier = _verify(host, config, identity, checkpoint, mid, ledger, gossip, proofs)
     try:
         if served is not None:
             await announce_span(host, mid, served.span)
@@ -165,7 +194,7 @@ async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkp
         if verifier is not None:
             await host.provide(verifier_key(mid))
             logger.info("node %s verifies model %s", host.peer_id, mid.hex()[:16])
-        yield Node(config, identity, host, served, sessions, verifier, ledger, gossip)
+        yield Node(config, identity, host, served, sessions, verifier, ledger, gossip, notices)
     finally:
         if served is not None:
             served.store.close()
@@ -179,11 +208,24 @@ def _open_ledger(config: NodeConfig, identity: Identity) -> Ledger:
         raise StartupError(f"cannot open the ledger in {config.home}: {exc}") from None
 
 
-async def _log_fraud_notice(record: Record, origin: str) -> None:
-    """A gossiped fraud-proof notice: logged only (re-checking it needs the proof's bytes,
-    which no protocol carries yet; see ``specs/gossip.md`` §4)."""
-    logger.warning("fraud-proof notice from %s (signed by %s) about %s: not re-checked, "
-                   "not recorded", origin, record.signer, record.subject)
+async def _catch_up(config: NodeConfig, host: Host, ledger: Ledger,
+                    notices: FraudNotices) -> None:
+    """Take in what the bootstrap peers hold that we missed (failures are logged)."""
+    peers = [addr.rsplit("/p2p/", 1)[-1] for addr in config.host.bootstrap]
+    peers = [peer for peer in dict.fromkeys(peers) if peer != host.peer_id]
+    if not peers:
+        return
+    cursors = await trio.to_thread.run_sync(SyncCursors.load, config.home)
+    await catch_up_with(host, peers, ledger, cursors, config.sync,
+                        on_fraud_notice=notices.handle)
+
+
+def _proof_store(config: NodeConfig, host: Host) -> ProofStore:
+    """The node's proof store, served over ``/darwin/proof/1``: it keeps what it can serve."""
+    exchange = config.notices.fetch
+    store = ProofStore(config.home / PROOFS_DIR, max_bytes=exchange.max_proof_bytes)
+    host.set_stream_handler(PROOF_PROTOCOL, ProofHandler(store, exchange))
+    return store
 
 
 def _answer_cheat(cheat: str | None) -> str | None:
@@ -192,13 +234,15 @@ def _answer_cheat(cheat: str | None) -> str | None:
 
 
 def _verify(host: Host, config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
-            mid: ModelId, ledger: Ledger, gossip: VerdictGossip) -> Verifier | None:
+            mid: ModelId, ledger: Ledger, gossip: VerdictGossip,
+            proofs: ProofStore) -> Verifier | None:
     """Set up the verifier role when asked for (``--verify``)."""
     if config.verify is None:
         return None
     verifier = Verifier(identity, checkpoint, model_id=mid)
     host.set_stream_handler(VERIFY_PROTOCOL, VerifyHandler(
-        host, verifier, ledger, config.verify, config.cheat, publish=gossip.publish))
+        host, verifier, ledger, config.verify, config.cheat, publish=gossip.publish,
+        proofs=proofs))
     return verifier
 
 

@@ -13,6 +13,10 @@ Rules (normative text: ``specs/verification.md`` section 8.1):
   ``<home>/ledger.sqlite``, a ``verdict`` entry about the subject), its record is published on
   the model's verdict gossip topic (when a ``publish`` hook is set; a failure to publish is
   logged, the answer still goes out), and it is returned with the fraud proof of a ``fail``.
+- A ``fail``'s proof is also kept in the node's proof store (served over ``/darwin/proof/1``)
+  and stated in the ledger as our own ``fraud_proof`` entry, confirmed (we re-ran the layer),
+  whose record is published after the verdict: the notice that lets every other node fetch
+  the proof, re-check it and ban the subject (``specs/gossip.md`` §4.2).
 - A request that cannot be judged (another model, no challengeable step, a bad signature) is
   answered with ``ErrorFrame(bad_request)``; the verifier's failures with ``internal``.
 - The verifier announces itself in the DHT under ``verifier_key(model_id)``.
@@ -28,7 +32,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from darwin.ledger import EntryKind, Ledger, Record
+from darwin.ledger import EntryKind, FraudStatus, Ledger, Record
+from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
 from darwin.node.challenge_handler import CHALLENGE_PROTOCOL
 from darwin.node.config import VerifyConfig
@@ -42,6 +47,7 @@ from darwin.node.framing import (
     write_frame,
 )
 from darwin.node.host import Host, Stream, block_provider_key, stream_peer_id
+from darwin.node.proof_store import ProofStore, ProofTooLarge
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     Challenge,
@@ -103,11 +109,13 @@ class VerifyHandler:
 
     def __init__(self, host: Host, verifier: Verifier, ledger: Ledger, config: VerifyConfig,
                  cheat: str | None = None, *,
-                 publish: Callable[[Record], Awaitable[None]] | None = None) -> None:
+                 publish: Callable[[Record], Awaitable[None]] | None = None,
+                 proofs: ProofStore | None = None) -> None:
         self.host = host
         self.verifier = verifier
         self.ledger = ledger  # the node's ledger, owned (and closed) by the node
-        self.publish = publish  # broadcasts our verdict records (VerdictGossip.publish)
+        self.publish = publish  # broadcasts our verdicts and notices (VerdictGossip.publish)
+        self.proofs = proofs  # where fail proofs are kept and served from; None: not kept
         self.config = config
         self.cheat = cheat  # TEST ONLY
         self.rng = random.SystemRandom()
@@ -136,7 +144,7 @@ class VerifyHandler:
         reveal = await challenge_node(self.host, challenge, request.addrs,
                                       self.config.challenge_timeout)
         try:
-            judgement, record = await trio.to_thread.run_sync(
+            judgement, proof, records = await trio.to_thread.run_sync(
                 self._judge, challenge, reveal, asked_ms, limiter=self.judging)
         except VerifierError as exc:
             await self._refuse(framed, client, ErrorCode.BAD_REQUEST, exc.reason)
@@ -145,21 +153,22 @@ class VerifyHandler:
             logger.exception("verify request from %s: judging failed", client)
             await self._refuse(framed, client, ErrorCode.INTERNAL, "the verifier failed")
             return
-        proof = None if judgement.fraud_proof is None else judgement.fraud_proof.to_wire()
         logger.info("verify request from %s: %s %s at layer %d step %d: %s", client,
                     judgement.outcome.value, challenge.node_id, challenge.layer,
                     challenge.step, judgement.verdict.body.reason)
-        await self._publish(record)
+        for record in records:
+            await self._publish(record)
         await framed.write(VerifyAnswer(judgement.verdict, proof).to_wire())
 
     async def _publish(self, record: Record) -> None:
-        """Broadcast our verdict record; a failure is logged (catch-up recovers it)."""
+        """Broadcast one of our records; a failure is logged (catch-up recovers it)."""
         if self.publish is None:
             return
         try:
             await self.publish(record)
         except Exception as exc:
-            logger.warning("could not publish the verdict about %s: %s", record.subject, exc)
+            logger.warning("could not publish the %s about %s: %s", record.kind,
+                           record.subject, exc)
 
     def _choose(self, request: VerifyRequest) -> Challenge:
         """The random challenge for ``request`` (worker thread; raises VerifierError)."""
@@ -174,8 +183,13 @@ class VerifyHandler:
         return challenge
 
     def _judge(self, challenge: Challenge, reveal: Reveal | None,
-               asked_ms: int) -> tuple[Judgement, Record]:
-        """Judge, sign, append the verdict to our ledger (worker thread); with its record."""
+               asked_ms: int) -> tuple[Judgement, bytes | None, list[Record]]:
+        """Judge, sign, append to our ledger (worker thread).
+
+        Returns:
+            The judgement, its encoded fraud proof (a fail) and the records to publish: the
+            verdict's, then the fraud_proof notice's (a fail whose proof could be kept).
+        """
         judgement = self.verifier.judge(challenge, reveal, asked_ms=asked_ms)
         if self.cheat == "false-fail" and reveal is not None and judgement.fraud_proof is None:
             logger.warning("CHEAT false-fail: signing a fail for an honest reveal")
@@ -188,7 +202,28 @@ class VerifyHandler:
             "step": body.step, "layer": body.layer}
         entry = self.ledger.append(EntryKind.VERDICT, str(body.subject),
                                    VerdictEntry(body.outcome.value, refs))
-        return judgement, entry.record
+        if judgement.fraud_proof is None:
+            return judgement, None, [entry.record]
+        proof = judgement.fraud_proof.to_wire()
+        notice = self._keep_proof(str(body.subject), proof)
+        return judgement, proof, [entry.record, *([] if notice is None else [notice])]
+
+    def _keep_proof(self, subject: str, proof: bytes) -> Record | None:
+        """Store a fail's proof and state it as our confirmed fraud_proof; the entry's record.
+
+        A proof the store refuses (too large) or cannot write is logged and not stated: a
+        notice must name bytes we can serve.
+        """
+        if self.proofs is None:
+            return None
+        try:
+            digest = self.proofs.put(proof)
+        except (ProofTooLarge, OSError) as exc:
+            logger.warning("fraud proof about %s not kept: %s", subject, exc)
+            return None
+        entry = self.ledger.append(EntryKind.FRAUD_PROOF, subject, FraudProofEntry(
+            FraudStatus.CONFIRMED, digest, str(self.ledger.owner)))
+        return entry.record
 
     async def _refuse(self, framed: FramedStream, client: str, code: ErrorCode,
                       reason: str) -> None:

@@ -49,6 +49,7 @@ class ErrorCode(Enum):
     ADAPTER_UNAVAILABLE = "adapter_unavailable"
     SPAN_UNAVAILABLE = "span_unavailable"  # the node does not serve the requested layers
     UNKNOWN_SESSION = "unknown_session"
+    NOT_FOUND = "not_found"  # the node does not hold what was asked for (a proof by hash)
     LENGTH_EXCEEDED = "length_exceeded"  # positions beyond the session's max_length
     BUSY = "busy"  # no capacity now; retry elsewhere
     INTERNAL = "internal"

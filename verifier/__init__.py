@@ -5,7 +5,8 @@ Public names:
   to challenge (pure, injected RNG), and what one challenge catches.
 - `Verifier` judges a challenge and the node's reveal into a signed `Verdict` (and a
   `FraudProof` on fail); `evaluate` is the shared rule; `LayerRecomputer` loads single layers.
-- `check_fraud_proof` re-checks a proof from its own content; `verify_proof_command` is
+- `check_fraud_proof` re-checks a proof from its own content (`recheck_fraud_proof`: or says
+  it cannot be re-run here); `verify_proof_command` is
   ``darwin verify-proof FILE --model PATH``.
 - `TOLERANCES` / `compare`: the calibrated per-dtype relative L2 tolerances.
 - Every deliberate error is a `VerifierError`.
@@ -20,7 +21,7 @@ from .errors import (
     VerifierError,
     WrongModel,
 )
-from .fraud import FraudCheck, FraudOutcome, check_fraud_proof
+from .fraud import FraudCheck, FraudOutcome, check_fraud_proof, recheck_fraud_proof
 from .policy import (
     HopHistory,
     challenges_for_confidence,
@@ -69,6 +70,7 @@ __all__ = [
     "evaluate",
     "hop_histories",
     "judge",
+    "recheck_fraud_proof",
     "relative_error",
     "tolerance_for",
     "verify_proof_command",

@@ -41,6 +41,7 @@ from darwin.verifier import (
     VerifierError,
     WrongModel,
     check_fraud_proof,
+    recheck_fraud_proof,
     verify_proof_command,
 )
 
@@ -238,6 +239,23 @@ def test_a_tampered_proof_is_refuted_without_blaming_anyone(
     for bad in (unsigned, elsewhere, lying_reveal):
         check = check_fraud_proof(bad, checkpoint, model_id=tiny_model_id)
         assert check.outcome is FraudOutcome.REFUTED and not check.false_accusation
+
+
+def test_a_proof_that_cannot_be_rerun_here_is_none_only_if_its_signatures_hold(
+    honest: ServingNode, verifier: Verifier, checkpoint: Checkpoint, tiny_model_id: ModelId,
+) -> None:
+    proof = _false_proof(honest, verifier)
+    elsewhere = ModelId(b"\x00" * 32)  # a node holding another model
+    assert recheck_fraud_proof(proof, checkpoint, model_id=elsewhere) is None
+    unsigned = replace(proof, verdict=Verdict(proof.verdict.body, b"\x00" * 64))
+    forged = replace(proof, challenge=replace(proof.challenge, receipts=tuple(
+        replace(receipt, signature=b"\x00" * 64) for receipt in proof.challenge.receipts)))
+    for bad in (unsigned, forged):
+        check = recheck_fraud_proof(bad, checkpoint, model_id=elsewhere)
+        assert check is not None and check.outcome is FraudOutcome.REFUTED
+        assert not check.false_accusation
+    here = recheck_fraud_proof(proof, checkpoint, model_id=tiny_model_id)
+    assert here is not None and here.false_accusation
 
 
 def test_verify_proof_command_exit_codes(
