@@ -1,9 +1,8 @@
 """Span chain against plain transformers, in one process, on a ~270M-parameter Llama-style model.
 
-Prints two tables:
-1. decode tokens/s and time to first token of `model.generate` and of the same checkpoint cut
-   into a chain of committed spans (every step hashed per layer and signed, receipts checked);
-2. the cost of per-layer hashing, Merkle root and receipt signing as a share of step time.
+Prints decode tokens/s, time to first token and per-token latency of `model.generate` and of
+the same checkpoint cut into a chain of committed spans (every step hashed per layer and signed,
+receipts checked). What the commitments cost on their own is ``bench/commitments.py``.
 
 Run: ``.venv/bin/python bench/span_chain.py [--layers 16 --hidden 1024 --new-tokens 64]``
 (the model is generated once into bench/out/; nothing is downloaded).
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -33,8 +31,7 @@ from darwin.client.session import Hop, InferenceSession, SessionInfo
 from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
 from darwin.node.committed_span import CommitConfig, CommittedSpan
 from darwin.node.local_hop import LocalHop
-from darwin.node.torch_wire import digest
-from darwin.protocol import Identity, ModelId, ReceiptBody, layer_root_for, new_session_id
+from darwin.protocol import Identity, ModelId, new_session_id
 
 MODEL_ID = ModelId(b"\x01" * 32)
 
@@ -67,41 +64,6 @@ def _chain_run(path: Path, prompt: list[int], new_tokens: int,
 
     run(2)  # warm-up
     return run(new_tokens)
-
-
-def _commit_cost(path: Path, cuts: list[tuple[int, int]], seq: int) -> tuple[float, float]:
-    """(step compute seconds, hashing + Merkle + signing seconds) for one step of `seq` tokens."""
-    checkpoint = Checkpoint.open(path)
-    identity = Identity.generate()
-    compute, commit = [], []
-    for a, b in cuts:
-        runner = SpanRunner.load(checkpoint, a, b)
-        hidden = torch.randn(1, seq, checkpoint.hidden_size)
-        for _ in range(5):
-            session = runner.new_session(seq)
-            start = time.perf_counter()
-            out = runner.forward(session, hidden)
-            mid = time.perf_counter()
-            leaves = [digest(t) for t in (*out.layer_inputs, out.hidden)]
-            ReceiptBody(
-                MODEL_ID,
-                None,
-                new_session_id(),
-                0,
-                a,
-                b,
-                leaves[0],
-                leaves[-1],
-                layer_root_for(leaves[:-1], leaves[-1]),
-                0,
-                seq,
-                identity.peer_id,
-                0,
-                60,
-            ).sign(identity)
-            compute.append(mid - start)
-            commit.append(time.perf_counter() - mid)
-    return statistics.median(compute) * len(cuts), statistics.median(commit) * len(cuts)
 
 
 def main() -> None:
@@ -138,19 +100,6 @@ def main() -> None:
                       f"{run.tokens_per_s / reference.tokens_per_s:.2f}")
     console.print(table)
     console.print(f"tokens identical to transformers: {chain.tokens == reference.tokens}")
-
-    table = Table(title="commitment cost per step (hash every layer input + output, Merkle, sign)")
-    for column in ("step", "compute ms", "commit ms", "share"):
-        table.add_column(column, justify="right")
-    for label, seq in (
-        ("decode (1 token)", 1),
-        (f"prefill ({args.prompt_tokens})", args.prompt_tokens),
-    ):
-        compute, commit = _commit_cost(path, cuts, seq)
-        table.add_row(
-            label, f"{compute * 1e3:.2f}", f"{commit * 1e3:.3f}", f"{commit / compute:.2%}"
-        )
-    console.print(table)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,11 @@
-"""The verifier's cost per challenge against the hop it checks, and the serving overhead of
-retention, in one process, on a ~270M-parameter Llama-style model by default.
+"""The verifier's cost per challenge against the hop it checks, in one process, on a
+~270M-parameter Llama-style model by default.
 
-Prints two tables:
-1. serving: per step (prefill, decode), the span's compute, the commitment (per-layer
-   hashing, Merkle root, receipt signature, timed on their own) and retention (keeping the
-   activations: in memory, and with every step spilled to disk), each as a share of the
-   step;
-2. challenges: for a few steps k, the node's answer (reading the retained activations,
-   proofs, signature), the reveal's size, the verifier's cold load of one layer, its
-   recomputation of k + 1 steps of that layer and the whole check, against the cost of the
-   hop it checks (the span's steps 0..k).
+For a few steps k of a served session: the node's answer (reading the retained activations,
+proofs, signature), the reveal's size, the verifier's cold load of one layer, its
+recomputation of k + 1 steps of that layer and the whole check, against the cost of the hop
+it checks (the span's steps 0..k). What serving with commitments costs the node is
+``bench/commitments.py``.
 
 Run: ``.venv/bin/python bench/verifier.py [--layers 16 --hidden 1024 --prompt 128
 --decode 32]``; ``--smoke`` runs a seconds-long version on a 4x64 model. The model is
@@ -21,24 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from commitments import hidden_steps
 from rich.console import Console
 from rich.table import Table
 
-from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
+from darwin.model import Checkpoint, SpanRunner, make_tiny
 from darwin.node.committed_span import CommitConfig, CommittedSpan, CommittedStep
 from darwin.node.retention import RetentionConfig, RetentionStore
-from darwin.node.torch_wire import digest
 from darwin.protocol import (
     Challenge,
     Identity,
@@ -46,7 +39,6 @@ from darwin.protocol import (
     Outcome,
     Reveal,
     check_reveal,
-    layer_root_for,
     new_session_id,
 )
 from darwin.verifier import Judgement, LayerRecomputer, Verifier
@@ -67,80 +59,19 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def _steps(checkpoint: Checkpoint, prompt: int, decode: int) -> list[torch.Tensor]:
-    parts = ClientParts.load(checkpoint)
-    ids = torch.randint(0, int(checkpoint.config.vocab_size), (1, prompt + decode),
-                        generator=torch.Generator().manual_seed(0))
-    hidden = parts.embed(ids)  # (1, prompt + decode, hidden)
-    return list(torch.split(hidden, [prompt] + [1] * decode, dim=1))
-
-
-def _serve(span: CommittedSpan, steps: list[torch.Tensor], store: RetentionStore | None,
-           ) -> tuple[list[float], list[float], list[CommittedStep]]:
-    """(step seconds, put seconds, committed steps) of one session."""
+def _serve(span: CommittedSpan, steps: list[torch.Tensor], store: RetentionStore,
+           ) -> tuple[list[float], list[CommittedStep]]:
+    """(step seconds, committed steps) of one session, every step retained in `store`."""
     session_id = new_session_id()
     session = span.runner.new_session(sum(t.shape[1] for t in steps))
-    step_times, put_times, results = [], [], []
+    step_times, results = [], []
     for index, hidden in enumerate(steps):
         seconds, result = _timed(partial(span.step, session, session_id, index, hidden))
         assert isinstance(result, CommittedStep)
         step_times.append(seconds)
         results.append(result)
-        if store is not None:
-            put_times.append(_timed(partial(store.put, result))[0])
-    return step_times, put_times, results
-
-
-def _forward_only(runner: SpanRunner, steps: list[torch.Tensor]) -> list[float]:
-    session = runner.new_session(sum(t.shape[1] for t in steps))
-    return [_timed(partial(runner.forward, session, t))[0] for t in steps]
-
-
-def _commit_cost(span: CommittedSpan, result: CommittedStep) -> float:
-    """Seconds to hash every leaf, build the layer root and sign: what a commitment adds."""
-    start = time.perf_counter()
-    leaves = [digest(t) for t in (*result.layer_inputs, result.output)]
-    root = layer_root_for(leaves[:-1], leaves[-1])
-    replace(result.receipt.body, layer_root=root).sign(span.identity)
-    return time.perf_counter() - start
-
-
-def _split(values: list[float]) -> tuple[float, float]:
-    """(prefill, median decode) of per-step values."""
-    return values[0], statistics.median(values[1:]) if len(values) > 1 else float("nan")
-
-
-def _serving_table(runner: SpanRunner, span: CommittedSpan, steps: list[torch.Tensor],
-                   ) -> tuple[Table, RetentionStore, list[CommittedStep]]:
-    _forward_only(runner, steps[:2])  # warm-up
-    _serve(span, steps[:2], None)
-    forward = _forward_only(runner, steps)
-    store = RetentionStore(span.identity, RetentionConfig(memory_bytes=2**40))
-    _, put_times, results = _serve(span, steps, store)
-    with tempfile.TemporaryDirectory() as spill:
-        spilling = RetentionStore(span.identity, RetentionConfig(memory_bytes=0,
-                                                                 directory=Path(spill)))
-        spill_times = []
-        for result in results:
-            start = time.perf_counter()
-            spilling.put(result)
-            spill_times.append(time.perf_counter() - start)
-        spilling.close()
-    table = Table(title=f"serving: span [{runner.start}, {runner.end}), "
-                        f"{len(steps) - 1} decode steps")
-    for column in ("step", "compute ms", "commit ms", "commit %", "retain ms", "retain %",
-                   "retain+spill ms", "spill %"):
-        table.add_column(column, justify="right")
-    commit_times = [_commit_cost(span, result) for result in results]
-    for name, pick in (("prefill", 0), ("decode (median)", 1)):
-        compute, commit = _split(forward)[pick], _split(commit_times)[pick]
-        put, spill = _split(put_times)[pick], _split(spill_times)[pick]
-        total = compute + commit
-        table.add_row(name, f"{1e3 * compute:.2f}", f"{1e3 * commit:.3f}",
-                      f"{100 * commit / total:.2f}", f"{1e3 * put:.4f}",
-                      f"{100 * put / (total + put):.3f}", f"{1e3 * spill:.3f}",
-                      f"{100 * spill / (total + spill):.2f}")
-    return table, store, results
+        store.put(result)
+    return step_times, results
 
 
 def _load_layer(recomputer: LayerRecomputer, layer: int, dtype: torch.dtype) -> None:
@@ -206,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     start, end = (map(int, args.span.split(":")) if args.span else (0, checkpoint.n_layers))
     runner = SpanRunner.load(checkpoint, start, end)
     span = CommittedSpan(runner, Identity.generate(), CommitConfig(MODEL_ID, retention_s=600))
-    steps = _steps(checkpoint, args.prompt, args.decode)
+    steps = hidden_steps(checkpoint, args.prompt, args.decode)
     console = Console(width=160)
     console.print(f"model {checkpoint.path.name}, {torch.get_num_threads()} threads, "
                   f"prompt {args.prompt}, decode {args.decode}")
+    store = RetentionStore(span.identity, RetentionConfig(memory_bytes=2**40))
     with torch.inference_mode():
-        table, store, results = _serving_table(runner, span, steps)
-        console.print(table)
-        step_times = _forward_only(runner, steps)
+        _serve(span, steps[:2], store)  # warm-up
+        step_times, results = _serve(span, steps, store)
         console.print(_challenge_table(args, checkpoint, span, store, results, step_times))
     return 0
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from darwin.model import SpanRunner, SpanSession
-from darwin.node.torch_wire import digest
+from darwin.model import SpanOutput, SpanRunner, SpanSession
+from darwin.node.torch_wire import digest_all
 from darwin.protocol import (
     AdapterId,
     Identity,
@@ -66,7 +66,22 @@ class CommittedSpan:
         """
         position = session.position
         result = self.runner.forward(session, hidden)
-        leaves = tuple(digest(t) for t in (*result.layer_inputs, result.hidden))
+        return self.commit(result, session_id, step, position, adapter_id)
+
+    def commit(
+        self,
+        result: SpanOutput,
+        session_id: SessionId,
+        step: int,
+        position: int,
+        adapter_id: AdapterId | None = None,
+    ) -> CommittedStep:
+        """Hash every layer input and the output of a computed step, root them and sign.
+
+        Separate from `step` so that the cost of commitments can be measured on its own
+        (``bench/commitments.py``).
+        """
+        leaves = digest_all((*result.layer_inputs, result.hidden))
         body = ReceiptBody(
             model_id=self.config.model_id,
             adapter_id=adapter_id,
@@ -78,7 +93,7 @@ class CommittedSpan:
             output_hash=leaves[-1],
             layer_root=layer_root_for(leaves[:-1], leaves[-1]),
             position_start=position,
-            position_count=hidden.shape[1],
+            position_count=result.hidden.shape[1],
             node_id=self.identity.peer_id,
             time_ms=time.time_ns() // 1_000_000,
             retention_s=self.config.retention_s,

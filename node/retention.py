@@ -12,7 +12,8 @@ Rules (``specs/verification.md``, "Retention"):
   sessions are evicted, least recently stepped first. Evicting inside the promised window
   makes the node unresponsive to challenges on that session: size the budgets for the
   retention the node announces.
-* Bounded in time: expiry runs on every ``put`` and ``answer`` against an injected clock.
+* Bounded in time: expiry runs on every ``put`` and ``answer`` against an injected clock,
+  from the least recently stepped session on, and stops at the first one still promised.
 * ``answer`` serves only challenges about this node's own retained receipts (each equal to
   the receipt it signed) and re-hashes every tensor it reveals against the stored leaf, so a
   corrupted spill file is never revealed (it is reported as not retained).
@@ -115,11 +116,10 @@ class _Session:
 
 
 def _host(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor in contiguous host memory (no copy when it already is)."""
-    tensor = tensor.detach()
-    if tensor.device.type != "cpu":
-        tensor = tensor.to("cpu")
-    return tensor.contiguous()
+    """The tensor in contiguous host memory (itself when it already is: the usual case)."""
+    if tensor.device.type == "cpu" and tensor.is_contiguous() and not tensor.requires_grad:
+        return tensor
+    return tensor.detach().to("cpu").contiguous()
 
 
 def _raw(tensor: torch.Tensor) -> memoryview:
@@ -283,11 +283,22 @@ class RetentionStore:
         return wire
 
     def _expire(self, now: float) -> int:
-        expired = [key for key, session in self._sessions.items() if session.deadline < now]
-        for key in expired:
+        """Drop the sessions past their deadline, from the least recently stepped on.
+
+        Sessions are ordered by their last step, so with the node's one ``retention_s`` they
+        are ordered by deadline and this stops at the first one still promised: a step costs
+        O(expired), not O(sessions). (A session whose receipts promised less than the one
+        before it is then dropped a little late, never early.)
+        """
+        expired = 0
+        while self._sessions:
+            key, session = next(iter(self._sessions.items()))
+            if session.deadline >= now:
+                break
             self._drop(key)
-        self._expired += len(expired)
-        return len(expired)
+            expired += 1
+        self._expired += expired
+        return expired
 
     def _truncate(self, key: _Key, session: _Session, keep: int) -> None:
         for step in range(keep, len(session.steps)):

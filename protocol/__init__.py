@@ -53,7 +53,7 @@ from .messages import (
     encode,
 )
 from .receipt import Receipt, ReceiptBody, layer_root_for
-from .tensors import DType, TensorLimits, WireTensor, tensor_digest
+from .tensors import DType, TensorHasher, TensorLimits, WireTensor, tensor_digest
 from .trace import Trace, check_receipt, verify_trace
 from .verdict import Outcome, Verdict, VerdictBody
 from .wire import PROTOCOL_VERSION, WireLimits
@@ -93,6 +93,7 @@ __all__ = [
     "SignatureError",
     "StepRequest",
     "StepResult",
+    "TensorHasher",
     "TensorLimits",
     "Trace",
     "TraceError",

@@ -27,10 +27,7 @@ _LEAF, _NODE, _ROOT = b"\x00", b"\x01", b"\x02"
 
 
 def _hash(*parts: bytes) -> bytes:
-    hasher = hashlib.blake2b(digest_size=HASH_SIZE)
-    for part in parts:
-        hasher.update(part)
-    return hasher.digest()
+    return hashlib.blake2b(b"".join(parts), digest_size=HASH_SIZE).digest()
 
 
 def _next_level(level: Sequence[bytes]) -> list[bytes]:

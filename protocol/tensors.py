@@ -124,17 +124,39 @@ def tensor_digest(
     Raises:
         LocalProtocolError: if the buffer is not contiguous or its size does not match.
     """
-    if not isinstance(dtype, DType):
-        raise LocalProtocolError(f"dtype must be a DType, got {shown(dtype)}")
-    shape = _check_shape(shape)
-    view = memoryview(data)
-    if not view.c_contiguous or view.nbytes != math.prod(shape) * dtype.itemsize:
-        raise LocalProtocolError(f"tensor data is not {shown(shape)} contiguous {dtype.value}")
-    hasher = hashlib.blake2b(digest_size=32)
-    hasher.update(TENSOR_DIGEST_TAG + struct.pack(f"<BB{len(shape)}Q", dtype.code, len(shape),
-                                                  *shape))
-    hasher.update(view)
-    return hasher.digest()
+    return TensorHasher(dtype, shape).digest(data)
+
+
+class TensorHasher:
+    """`tensor_digest` for any number of tensors of one dtype and shape (a step's leaves):
+    the header is checked and hashed once.
+
+    Raises (on construction):
+        LocalProtocolError: if ``dtype`` is not a DType or ``shape`` not a tuple of ints.
+    """
+
+    def __init__(self, dtype: DType, shape: tuple[int, ...]) -> None:
+        if not isinstance(dtype, DType):
+            raise LocalProtocolError(f"dtype must be a DType, got {shown(dtype)}")
+        self._dtype, self._shape = dtype, _check_shape(shape)
+        self._nbytes = math.prod(shape) * dtype.itemsize
+        self._header = hashlib.blake2b(digest_size=32)
+        self._header.update(TENSOR_DIGEST_TAG + struct.pack(f"<BB{len(shape)}Q", dtype.code,
+                                                            len(shape), *shape))
+
+    def digest(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The digest of one tensor's canonical bytes (not copied).
+
+        Raises:
+            LocalProtocolError: if the buffer is not contiguous or its size does not match.
+        """
+        view = memoryview(data)
+        if not view.c_contiguous or view.nbytes != self._nbytes:
+            raise LocalProtocolError(
+                f"tensor data is not {shown(self._shape)} contiguous {self._dtype.value}")
+        hasher = self._header.copy()
+        hasher.update(view)
+        return hasher.digest()
 
 
 @dataclass(frozen=True)

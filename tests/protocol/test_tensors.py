@@ -16,6 +16,7 @@ from darwin.protocol import (
     DType,
     LocalProtocolError,
     RemoteProtocolError,
+    TensorHasher,
     TensorLimits,
     WireLimits,
     WireTensor,
@@ -170,6 +171,17 @@ def test_the_digest_refuses_a_buffer_that_does_not_fit() -> None:
         tensor_digest(DType.FLOAT32, (3, 4), array.T.data)  # not C-contiguous
     with pytest.raises(LocalProtocolError):
         tensor_digest(DType.FLOAT32, (3, 5), array.data)
+
+
+def test_a_hasher_for_one_form_gives_each_tensor_its_own_digest() -> None:
+    hasher = TensorHasher(DType.FLOAT16, (2, 3))
+    arrays = [np.full((2, 3), value, dtype=np.float16) for value in (0.0, 1.0, -2.5)]
+    assert [hasher.digest(a.data) for a in arrays] == [
+        tensor_digest(DType.FLOAT16, (2, 3), a.data) for a in arrays]
+    with pytest.raises(LocalProtocolError):
+        hasher.digest(np.zeros((3, 3), dtype=np.float16).data)
+    with pytest.raises(LocalProtocolError):
+        TensorHasher(DType.FLOAT16, [2, 3])  # type: ignore[arg-type]
 
 
 # --- hostile input ------------------------------------------------------------------------
