@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--context", type=int, default=128, help="tokens before the decode steps")
     args = parser.parse_args()
     path = Path(__file__).parent / "out" / f"llama-{args.layers}x{args.hidden}"
     if not (path / "model.safetensors").exists():
         make_tiny("llama", path, layers=args.layers, hidden=args.hidden, vocab=32000)
-    prompt = torch.randn(1, 128, args.hidden, generator=torch.Generator().manual_seed(0))
-    table = Table(title=f"decode step over {args.layers} blocks (128-token context)")
+    prompt = torch.randn(1, args.context, args.hidden, generator=torch.Generator().manual_seed(0))
+    table = Table(title=f"decode step over {args.layers} blocks ({args.context}-token context)")
     for column in ("run", "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")
     for name, run in (("darwin SpanRunner", _darwin), ("transformers LlamaModel", _transformers)):

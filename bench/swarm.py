@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import darwin  # noqa: F401  (before torch, for its thread settings: specs/node.md, "Threads")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -31,8 +33,7 @@ import torch
 import trio
 from rich.console import Console
 from rich.table import Table
-from timing import Run, transformers_run
-from transformers import AutoModelForCausalLM
+from timing import Run, transformers_runs
 
 from darwin.client.generation import generate
 from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
@@ -81,16 +82,6 @@ async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list
     return runs, route
 
 
-def _hf_runs(path: Path, prompts: list[list[int]], new_tokens: int) -> list[Run]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    runs = []
-    for prompt in prompts:
-        transformers_run(model, prompt, 2)  # warm-up
-        runs.append(transformers_run(model, prompt, new_tokens))
-    del model
-    return runs
-
-
 def _table(lengths: list[int], hf: list[Run], swarm: list[Run]) -> Table:
     table = Table(title="swarm (3 node processes) vs transformers generate, same run")
     for column in ("prompt", "metric", "transformers", "swarm", "swarm / transformers"):
@@ -132,7 +123,7 @@ def main() -> None:
                   f"{torch.get_num_threads()} threads here; nodes serve {', '.join(blocks)}; "
                   f"{args.new_tokens} new tokens")
 
-    hf = _hf_runs(path, prompts, args.new_tokens)
+    hf = transformers_runs(path, prompts, args.new_tokens)
     max_length = max(lengths) + args.new_tokens + 8
     with tempfile.TemporaryDirectory(prefix="darwin-bench-") as root, LocalSwarm(
             path, Path(root), LocalSwarmConfig(
