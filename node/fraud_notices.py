@@ -2,8 +2,9 @@
 
 Rules of this module (normative text: ``specs/gossip.md`` §4.2); nodes and clients share it:
 
-- A notice is a peer's signed ``fraud_proof`` record (from gossip or ledger-sync catch-up):
-  "I checked the proof named ``proof_hash`` against ``subject``". It is never appended. We
+- A notice is a peer's signed ``fraud_proof`` or ``accusation_refuted`` record (from gossip
+  or ledger-sync catch-up): "I checked the proof named ``proof_hash`` against ``subject``"
+  (and found it held, or not: either way we check it ourselves). It is never appended. We
   fetch the proof's bytes over ``/darwin/proof/1`` from the peer that handed us the notice,
   then from the record's signer; check that they hash to ``proof_hash``; decode them; and
   re-check the proof with our own checkpoint (``recheck_fraud_proof``: one layer loaded, in a
@@ -22,6 +23,9 @@ Rules of this module (normative text: ``specs/gossip.md`` §4.2); nodes and clie
   are not a proof or its signed parts do not hold (``worthless``: anyone can write a proof
   naming someone else, so it blames nobody), or the proof accuses another peer than the
   notice names (``mismatched``).
+- Our own ``accusation_refuted`` is published (``publish``, the node's gossip) as a notice in
+  turn: the liar's signed ``fail`` travels as a verdict, so its refutation must travel too.
+  A client sets no ``publish``; a failed publish is logged (catch-up serves the entry).
 - Each proof hash is handled once: a hash that our ledger names (read when the service opens,
   then kept), that our store holds, that is in flight, or that was recently found worthless
   or mismatched is a ``duplicate``.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -44,6 +48,7 @@ import trio
 
 from darwin.ledger import (
     AccusationRefuted,
+    Entry,
     EntryKind,
     FraudStatus,
     InvalidEntryError,
@@ -59,13 +64,15 @@ from darwin.node.proof_store import ProofStore
 from darwin.protocol import FraudProof, ModelId, RemoteProtocolError
 from darwin.verifier import FraudCheck, LayerRecomputer, RecomputeConfig, recheck_fraud_proof
 
-__all__ = ["FraudNotices", "NoticeConfig", "NoticeOutcome", "ProofCheck", "open_fraud_notices",
-           "proof_checker"]
+__all__ = ["FraudNotices", "NoticeConfig", "NoticeOutcome", "ProofCheck", "Publish",
+           "open_fraud_notices", "proof_checker"]
 
 logger = logging.getLogger(__name__)
 
 # Re-runs a proof against what we hold: its outcome, or None when it cannot be re-run here.
 ProofCheck = Callable[[FraudProof], FraudCheck | None]
+# Broadcasts one of our records (the node's ``VerdictGossip.publish``).
+Publish = Callable[[Record], Awaitable[None]]
 
 
 class NoticeOutcome(StrEnum):
@@ -79,7 +86,7 @@ class NoticeOutcome(StrEnum):
     UNAVAILABLE = "unavailable"  # no peer gave us the bytes: nothing (a later notice retries)
     DUPLICATE = "duplicate"  # this proof was handled already, or is being handled
     OVERLOADED = "overloaded"  # the queue was full: dropped (catch-up brings it back)
-    INVALID = "invalid"  # not a signed fraud_proof record
+    INVALID = "invalid"  # not a signed fraud_proof or accusation_refuted record
     FAILED = "failed"  # our own failure (checkpoint, disk, ledger): logged, retried later
 
 
@@ -118,12 +125,16 @@ class FraudNotices:
 
     Attributes:
         stats: a counter per ``NoticeOutcome`` value. Read-only for callers.
+        publish: where our own ``accusation_refuted`` records are broadcast; None (a client)
+            keeps them in the ledger. A node sets it once its gossip is open, which itself
+            needs ``submit``.
     """
 
     def __init__(self, host: Host, ledger: Ledger, store: ProofStore, check: ProofCheck,
                  config: NoticeConfig, handled: set[bytes]) -> None:
         self.host, self.ledger, self.store = host, ledger, store
         self.config = config
+        self.publish: Publish | None = None
         self._check = check
         self._handled = handled  # proof hashes our ledger names
         self._in_flight: set[bytes] = set()
@@ -190,7 +201,7 @@ class FraudNotices:
             body = record.body
         except InvalidEntryError:
             return NoticeOutcome.INVALID
-        if record.kind != EntryKind.FRAUD_PROOF or not isinstance(body, FraudProofEntry):
+        if not isinstance(body, FraudProofEntry | AccusationRefuted):
             return NoticeOutcome.INVALID
         digest = body.proof_hash
         if (digest in self._handled or digest in self._in_flight or digest in self._rejected
@@ -235,8 +246,10 @@ class FraudNotices:
                     digest.hex()[:16], record.subject, proof.verdict.body.verifier, outcome,
                     "cannot be re-run here" if check is None else check.reason)
         if outcome in _RECORDED:
-            await trio.to_thread.run_sync(self._record, data, proof, outcome)
+            entry = await trio.to_thread.run_sync(self._record, data, proof, outcome)
             self._handled.add(digest)
+            if outcome is NoticeOutcome.REFUTED:
+                await self._publish(entry.record)
         return outcome
 
     async def _fetch(self, record: Record, peer: str, digest: bytes) -> bytes | None:
@@ -250,8 +263,8 @@ class FraudNotices:
                 logger.info("proof %s from %s: %s", digest.hex()[:16], holder, exc)
         return None
 
-    def _record(self, data: bytes, proof: FraudProof, outcome: NoticeOutcome) -> None:
-        """Store the bytes, then append our entry (worker thread).
+    def _record(self, data: bytes, proof: FraudProof, outcome: NoticeOutcome) -> Entry:
+        """Store the bytes, then append our entry (worker thread); the entry.
 
         Raises:
             OSError, LedgerError: the store or the ledger cannot be written.
@@ -259,13 +272,22 @@ class FraudNotices:
         digest = self.store.put(data)
         subject, accuser = str(proof.challenge.node_id), str(proof.verdict.body.verifier)
         if outcome is NoticeOutcome.REFUTED:
-            self.ledger.append(EntryKind.ACCUSATION_REFUTED, subject,
-                               AccusationRefuted(accuser, digest))
-            return
+            return self.ledger.append(EntryKind.ACCUSATION_REFUTED, subject,
+                                      AccusationRefuted(accuser, digest))
         status = (FraudStatus.CONFIRMED if outcome is NoticeOutcome.CONFIRMED
                   else FraudStatus.UNCONFIRMED)
-        self.ledger.append(EntryKind.FRAUD_PROOF, subject,
-                           FraudProofEntry(status, digest, accuser))
+        return self.ledger.append(EntryKind.FRAUD_PROOF, subject,
+                                  FraudProofEntry(status, digest, accuser))
+
+    async def _publish(self, record: Record) -> None:
+        """Broadcast our refutation; a failure is logged (catch-up serves it anyway)."""
+        if self.publish is None:
+            return
+        try:
+            await self.publish(record)
+        except Exception as exc:
+            logger.warning("could not publish the accusation_refuted about %s: %s",
+                           record.subject, exc)
 
     def _reject(self, digest: bytes) -> None:
         self._rejected[digest] = None

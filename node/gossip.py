@@ -10,8 +10,9 @@ Rules of this module (normative text: ``specs/gossip.md``):
   debug with the forwarder and the origin.
 - An accepted verdict is appended with ``Ledger.append_signed`` (which checks the signature
   again and refuses duplicates) in a worker thread, in arrival order. An accepted fraud-proof
-  notice is never appended: it goes to the ``on_fraud_notice`` hook, whose owner re-checks
-  the proof and records the outcome as its own ``fraud_proof`` entry.
+  notice (a peer's ``fraud_proof`` or ``accusation_refuted`` record) is never appended: it
+  goes to the ``on_fraud_notice`` hook, whose owner re-checks the proof it names and records
+  the outcome as its own entry.
 - Our own messages are checked before they are sent (``publish`` raises on a record we would
   refuse) and are not rate-limited.
 - Waiting is event-driven: ``wait_until`` wakes on every change of ``stats``.
@@ -51,8 +52,8 @@ logger = logging.getLogger(__name__)
 VERDICT_TOPIC_PREFIX = "darwin/verdicts/1/"
 _NOTICE_QUEUE = 64
 
-# Called with a fraud-proof notice (a peer's signed fraud_proof record) and the peer that
-# published it; the callee re-checks the proof before recording anything.
+# Called with a fraud-proof notice (a peer's signed fraud_proof or accusation_refuted record)
+# and the peer that published it; the callee re-checks the proof before recording anything.
 FraudNoticeHook = Callable[[Record, str], Awaitable[None]]
 
 # Counters of ``VerdictGossip.stats``, beside one per DropReason.
@@ -98,7 +99,7 @@ class VerdictGossip:
     # ------------------------------------------------------------------------ public
 
     async def publish(self, record: Record) -> None:
-        """Broadcast a signed record (a verdict, or a fraud_proof notice) on the topic.
+        """Broadcast a signed record (a verdict, or a fraud-proof notice) on the topic.
 
         It need not be ours: a node may pass on a verdict it holds. Our own verdicts are
         appended first (``publish_own_verdict``).

@@ -10,7 +10,8 @@ Rules of this module (normative text: ``specs/gossip.md`` §3):
   2. ``rate_limited``: its forwarder, then its origin, has a token in its bucket;
   3. ``malformed``: ``Record.from_wire`` decodes it;
   4. ``wrong_kind``: its kind is a gossip kind (``verdict``, appended to the ledger;
-     ``fraud_proof``, a *notice* handed to the node to re-check, never appended);
+     ``fraud_proof`` and ``accusation_refuted``, *notices* naming a proof for the node to
+     re-check, never appended);
   5. ``duplicate``: it is not a record we already hold or accepted recently;
   6. ``forged``: its signer's signature verifies.
 
@@ -48,9 +49,10 @@ __all__ = [
 
 # Kinds appended to the ledger when they pass (a verifier's verdict, signed by it).
 APPENDED_KINDS = frozenset({EntryKind.VERDICT})
-# Kinds passed to the node as notices: a peer's statement that it checked a fraud proof.
-# Our ledger only records a fraud proof after *we* re-checked it (specs/ledger.md §4).
-NOTICE_KINDS = frozenset({EntryKind.FRAUD_PROOF})
+# Kinds passed to the node as notices: a peer's statement that it checked a fraud proof and
+# found it held (fraud_proof) or did not (accusation_refuted). Our ledger only records either
+# after *we* re-checked the proof (specs/ledger.md §4).
+NOTICE_KINDS = frozenset({EntryKind.FRAUD_PROOF, EntryKind.ACCUSATION_REFUTED})
 GOSSIP_KINDS = APPENDED_KINDS | NOTICE_KINDS
 
 
@@ -159,7 +161,7 @@ class Accepted:
 
     @property
     def is_notice(self) -> bool:
-        """Whether it is a fraud-proof notice (for the node to re-check, never appended)."""
+        """Whether it is a notice (it names a proof to re-check; never appended)."""
         return self.record.kind in NOTICE_KINDS
 
 

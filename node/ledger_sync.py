@@ -6,10 +6,10 @@ Rules of this module (normative text: ``specs/gossip.md`` §5):
   after your seq ``since``, at most ``max``"), the responder answers with one ``SyncPage``
   frame (or an ``ErrorFrame``) and closes. ``since`` is a position in the *responder's*
   ledger; the page's ``next`` is where the asker resumes, so non-gossip entries are skipped.
-- Only gossip kinds are served (verdicts, and fraud_proof entries as notices). The asker
-  checks every record as gossip would: verdicts go through ``Ledger.append_signed``
-  (signature, duplicate), fraud-proof notices go to the caller's hook after their signature
-  checked, never into the ledger.
+- Only gossip kinds are served (verdicts, and fraud_proof and accusation_refuted entries as
+  notices). The asker checks every record as gossip would: verdicts go through
+  ``Ledger.append_signed`` (signature, duplicate), fraud-proof notices go to the caller's hook
+  after their signature checked, never into the ledger.
 - The responder rate-limits requests per peer (``BUSY`` past it) and reads its ledger in a
   worker thread. A page that breaks the protocol (more records than asked, ``next`` going
   backwards, undecodable) raises ``LedgerSyncError``; a bad *record* in a good page is

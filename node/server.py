@@ -20,7 +20,8 @@ Rules:
 - Every node keeps fraud proofs in ``<home>/fraud-proofs`` and serves them over
   ``/darwin/proof/1``. Fraud-proof notices (gossip) go to the node's `FraudNotices`, which
   fetches each proof, re-checks it with the node's checkpoint (one layer) and records the
-  outcome in the ledger (``specs/gossip.md`` §4.2).
+  outcome in the ledger (``specs/gossip.md`` §4.2); an ``accusation_refuted`` it records is
+  published on the model's topic in turn.
 - A node that joins through bootstrap peers catches up from them in the background
   (``/darwin/ledger-sync/1``, resuming at the cursors kept in ``<home>/sync-cursors.json``):
   the verdicts it missed are appended, the fraud-proof notices handled as gossiped ones.
@@ -162,6 +163,7 @@ async def _ledger_services(
                                   config.notices) as notices, \
             open_verdict_gossip(host, ledger, mid, on_fraud_notice=notices.submit) as gossip, \
             trio.open_nursery() as nursery:
+        notices.publish = gossip.publish
         nursery.start_soon(_catch_up, config, host, ledger, notices)
         try:
             yield gossip, notices, proofs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from darwin.ledger import EntryKind, FraudStatus, Record
+from darwin.ledger import AccusationRefuted, EntryKind, FraudStatus, Record
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint, SpanRunner, model_id
 from darwin.node.cheats import CheatingSpan
@@ -72,4 +72,12 @@ def notice(signer: Identity, subject: Identity, data: bytes, accuser: Identity =
     """A signed fraud_proof record (status confirmed) naming the proof ``data``."""
     entry = FraudProofEntry(FraudStatus.CONFIRMED, proof_hash(data), accuser.peer_id)
     return Record.sign(signer, EntryKind.FRAUD_PROOF, subject.peer_id, entry,
+                       time_ms=time_ms)
+
+
+def refutation(signer: Identity, subject: Identity, data: bytes, accuser: Identity = VERIFIER,
+               time_ms: int = T0) -> Record:
+    """A signed accusation_refuted record naming the proof ``data``."""
+    entry = AccusationRefuted(accuser.peer_id, proof_hash(data))
+    return Record.sign(signer, EntryKind.ACCUSATION_REFUTED, subject.peer_id, entry,
                        time_ms=time_ms)

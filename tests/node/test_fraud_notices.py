@@ -2,8 +2,9 @@
 
 The holder (host seed(1)) serves proofs over ``/darwin/proof/1``; the asker (host seed(2))
 takes in notices with `FraudNotices` and re-checks every proof with the tiny model. A genuine
-proof bans its subject; a false accusation is refuted against its verifier; a proof of another
-model is recorded unconfirmed; anything a hostile holder sends appends nothing.
+proof bans its subject; a false accusation is refuted against its verifier, whoever's notice
+(a fraud_proof or an accusation_refuted) named it, and the refutation is published; a proof
+of another model is recorded unconfirmed; anything a hostile holder sends appends nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import trio
-from proof_support import CHEATER, HONEST, VERIFIER, Proofs, make_proofs, notice
+from proof_support import CHEATER, HONEST, VERIFIER, Proofs, make_proofs, notice, refutation
 from transport_support import seed, swarm
 
 from darwin.ledger import (
@@ -140,6 +141,41 @@ async def test_a_false_accusation_is_refuted_against_its_verifier(
             assert standing[VERIFIER.peer_id].failures == pytest.approx(10)  # the penalty
 
 
+async def test_a_refutation_we_hear_of_is_rechecked_and_ours_is_published(
+        proofs: Proofs, tiny_llama: Path, tmp_path: Path) -> None:
+    false, genuine = proofs.false.to_wire(), proofs.confirmed.to_wire()
+    published: list[Record] = []
+
+    async def publish(record: Record) -> None:
+        published.append(record)
+
+    with trio.fail_after(30):
+        async with pair(tmp_path, checker(tiny_llama, proofs.model_id)) as p:
+            p.notices.publish = publish
+            p.held.put(false)
+            p.held.put(genuine)
+            # The holder refuted the verifier's fail: we re-check and refute it too, in our
+            # own name, and tell the network.
+            told = refutation(HOLDER, HONEST, false)
+            assert await p.notices.handle(told, p.holder.peer_id) is NoticeOutcome.REFUTED
+            [entry] = own_entries(p.ledger)
+            assert (entry.signer, entry.subject) == (ASKER.peer_id, HONEST.peer_id)
+            assert entry.body == AccusationRefuted(VERIFIER.peer_id, proof_hash(false))
+            assert published == [entry]
+            assert p.notices.store.get(proof_hash(false)) == false  # we can serve it now
+            assert scores(p.ledger)[VERIFIER.peer_id].failures == pytest.approx(10)
+            # The liar's own notice of that proof is handled already.
+            liar = notice(VERIFIER, HONEST, false)
+            assert await p.notices.handle(liar, p.holder.peer_id) is NoticeOutcome.DUPLICATE
+
+            # What the teller found does not matter: a "refuted" genuine proof still bans,
+            # and only refutations are published.
+            told = refutation(HOLDER, CHEATER, genuine)
+            assert await p.notices.handle(told, p.holder.peer_id) is NoticeOutcome.CONFIRMED
+            assert scores(p.ledger)[CHEATER.peer_id].banned
+            assert published == [entry]
+
+
 async def test_a_proof_that_cannot_be_rerun_here_is_recorded_unconfirmed(
         proofs: Proofs, tiny_llama: Path, tmp_path: Path) -> None:
     data = proofs.confirmed.to_wire()
@@ -183,15 +219,22 @@ async def test_nothing_a_hostile_holder_sends_is_appended(
             served[proof_hash(genuine)] = genuine
             told = notice(HOLDER, HONEST, genuine)
             assert await p.notices.handle(told, p.holder.peer_id) is NoticeOutcome.MISMATCHED
-            # A notice that is not a signed fraud_proof record.
-            forged = dataclasses.replace(notice(HOLDER, CHEATER, genuine), time_ms=1)
-            assert await p.notices.handle(forged, p.holder.peer_id) is NoticeOutcome.INVALID
+            # A refutation naming someone else than the proof accuses.
+            false = proofs.false.to_wire()
+            served[proof_hash(false)] = false
+            told = refutation(HOLDER, CHEATER, false)
+            assert await p.notices.handle(told, p.holder.peer_id) is NoticeOutcome.MISMATCHED
+            # Notices that are not signed by who they name.
+            for forged in (dataclasses.replace(notice(HOLDER, CHEATER, genuine), time_ms=1),
+                           dataclasses.replace(refutation(HOLDER, HONEST, false), time_ms=1)):
+                assert await p.notices.handle(forged, p.holder.peer_id) is NoticeOutcome.INVALID
             assert p.ledger.head() == head
             assert list((tmp_path / "asker").glob("*")) == []  # nothing stored either
             # Worthless and mismatched proofs are not fetched again; unavailable ones may be.
             assert await p.notices.handle(notice(HOLDER, CHEATER, unsigned, time_ms=9),
                                           p.holder.peer_id) is NoticeOutcome.DUPLICATE
-            assert p.notices.stats["worthless"] == 2 and p.notices.stats["unavailable"] == 2
+            counted = ("worthless", "unavailable", "mismatched", "invalid")
+            assert {k: p.notices.stats[k] for k in counted} == dict.fromkeys(counted, 2)
 
 
 async def test_submitted_notices_are_queued_bounded_and_deduplicated(

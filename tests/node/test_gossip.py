@@ -19,6 +19,7 @@ import trio
 from transport_support import seed
 
 from darwin.ledger import (
+    AccusationRefuted,
     EntryKind,
     FraudProof,
     FraudStatus,
@@ -105,13 +106,17 @@ async def test_a_verdict_from_a_reaches_cs_ledger_through_b(tmp_path: Path) -> N
             assert verdicts(c.ledger) == [entry.record] == verdicts(b.ledger)
             assert a.host.peer_id not in c.host.connected_peers()  # it came through B
 
-            # A fraud-proof notice reaches C's hook but never C's ledger.
+            # Fraud-proof notices (a fraud_proof, an accusation_refuted) reach C's hook but
+            # never C's ledger.
             proof = FraudProof(FraudStatus.CONFIRMED, b"\x07" * 32, a.host.peer_id)
-            own = a.ledger.append(EntryKind.FRAUD_PROOF, SUBJECT, proof)
-            await gossip(a).publish(own.record)
-            await gossip(c).wait_until(lambda s: s["notices"] == 1)
-            assert (own.record, a.host.peer_id) in notices
-            assert not c.ledger.contains(own.record)
+            refuted = AccusationRefuted(b.host.peer_id, b"\x08" * 32)
+            own = [a.ledger.append(EntryKind.FRAUD_PROOF, SUBJECT, proof).record,
+                   a.ledger.append(EntryKind.ACCUSATION_REFUTED, SUBJECT, refuted).record]
+            for record in own:
+                await gossip(a).publish(record)
+            await gossip(c).wait_until(lambda s: s["notices"] == 2)
+            assert all((record, a.host.peer_id) in notices for record in own)
+            assert not any(c.ledger.contains(record) for record in own)
 
             # Drop counters stayed at zero everywhere: honest traffic is never refused.
             for peer in (a, b, c):

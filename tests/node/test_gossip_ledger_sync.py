@@ -12,6 +12,7 @@ import trio
 from transport_support import seed, swarm
 
 from darwin.ledger import (
+    AccusationRefuted,
     EntryKind,
     FraudProof,
     FraudStatus,
@@ -49,8 +50,8 @@ def open_ledger(path: Path, i: int) -> Ledger:
     return Ledger.open(path, Identity.from_seed(seed(i)), LedgerConfig(checkpoint_every=0))
 
 
-def fill(ledger: Ledger) -> tuple[list[Record], Record]:
-    """Received and own verdicts between non-gossip entries, and one own fraud_proof."""
+def fill(ledger: Ledger) -> tuple[list[Record], list[Record]]:
+    """Received and own verdicts between non-gossip entries; own fraud_proof, refutation."""
     expected = []
     for step, verifier in enumerate(VERIFIERS):
         ledger.record_success(SUBJECT)
@@ -58,9 +59,11 @@ def fill(ledger: Ledger) -> tuple[list[Record], Record]:
         expected.append(verdict(verifier, step))
     expected.append(ledger.append(EntryKind.VERDICT, SUBJECT, Verdict("fail")).record)
     proof = FraudProof(FraudStatus.CONFIRMED, b"\x07" * 32, VERIFIERS[0].peer_id)
-    notice = ledger.append(EntryKind.FRAUD_PROOF, SUBJECT, proof).record
+    refuted = AccusationRefuted(VERIFIERS[1].peer_id, b"\x08" * 32)
+    notices = [ledger.append(EntryKind.FRAUD_PROOF, SUBJECT, proof).record,
+               ledger.append(EntryKind.ACCUSATION_REFUTED, SUBJECT, refuted).record]
     ledger.record_latency(SUBJECT, 12)  # a non-gossip tail
-    return expected, notice
+    return expected, notices
 
 
 @asynccontextmanager
@@ -81,7 +84,7 @@ async def test_an_offline_node_catches_up_page_by_page(tmp_path: Path) -> None:
 
     with trio.fail_after(30):
         async with pair(tmp_path) as (responder, theirs, asker, ours):
-            expected, notice = fill(theirs)
+            expected, served = fill(theirs)
             responder.set_stream_handler(LEDGER_SYNC_PROTOCOL, LedgerSyncHandler(theirs))
             config = SyncConfig(page_size=2)
             result = await catch_up(asker, responder.peer_id, ours, 0, config,
@@ -89,8 +92,8 @@ async def test_an_offline_node_catches_up_page_by_page(tmp_path: Path) -> None:
             assert result.appended == len(expected) and result.dropped == {}
             assert result.next == theirs.head().seq  # skipped the non-gossip tail
             assert [e.record for e in ours.entries(kinds=[EntryKind.VERDICT])] == expected
-            assert notices == [(notice, responder.peer_id)] and result.notices == 1
-            assert not ours.contains(notice)
+            assert notices == [(notice, responder.peer_id) for notice in served]
+            assert result.notices == 2 and not any(ours.contains(n) for n in served)
 
             # Resuming finds nothing new; a later verdict is all the next call brings.
             again = await catch_up(asker, responder.peer_id, ours, result.next, config)
@@ -114,7 +117,7 @@ def test_a_page_is_cut_at_its_size_and_resumes_after_the_last_record(tmp_path: P
         first = handler.page(0, 2)
         assert first.more and [Record.from_wire(r) for r in first.records] == expected[:2]
         rest = handler.page(first.next, 10)
-        assert not rest.more and len(rest.records) == len(expected) - 2 + 1  # + the notice
+        assert not rest.more and len(rest.records) == len(expected) - 2 + 2  # + the notices
         assert rest.next == ledger.head().seq
         assert handler.page(rest.next, 10) == SyncPage((), rest.next, False)
 
@@ -136,12 +139,16 @@ async def test_forged_and_malformed_records_from_a_responder_are_dropped(
         tmp_path: Path) -> None:
     good = verdict(VERIFIERS[0], 1)
     forged = dataclasses.replace(verdict(VERIFIERS[1], 2), time_ms=T0)
+    refuted = AccusationRefuted(VERIFIERS[0].peer_id, b"\x08" * 32)
+    forged_notice = dataclasses.replace(Record.sign(
+        VERIFIERS[2], EntryKind.ACCUSATION_REFUTED, SUBJECT, refuted, time_ms=T0), time_ms=1)
     wrong = Record.sign(VERIFIERS[2], EntryKind.SUCCESS, SUBJECT, Success(), time_ms=T0)
 
     async def liar(stream: Stream) -> None:
         framed = FramedStream(stream)
         await framed.read()
-        records = (forged.to_wire(), b"junk", wrong.to_wire(), good.to_wire())
+        records = (forged.to_wire(), b"junk", wrong.to_wire(), forged_notice.to_wire(),
+                   good.to_wire())
         await framed.write(SyncPage(records, 4, False).to_wire())
 
     with trio.fail_after(30):
@@ -149,7 +156,8 @@ async def test_forged_and_malformed_records_from_a_responder_are_dropped(
             responder.set_stream_handler(LEDGER_SYNC_PROTOCOL, liar)
             result = await catch_up(asker, responder.peer_id, ours)
             assert result.appended == 1 and ours.contains(good)
-            assert result.dropped == {"forged": 1, "malformed": 1, "wrong_kind": 1}
+            assert result.dropped == {"forged": 2, "malformed": 1, "wrong_kind": 1}
+            assert result.notices == 0
             assert not ours.contains(forged)
 
 

@@ -7,7 +7,15 @@ import hashlib
 
 import pytest
 
-from darwin.ledger import EntryKind, FraudProof, FraudStatus, Record, Success, Verdict
+from darwin.ledger import (
+    AccusationRefuted,
+    EntryKind,
+    FraudProof,
+    FraudStatus,
+    Record,
+    Success,
+    Verdict,
+)
 from darwin.node.gossip_policy import (
     Accepted,
     Dropped,
@@ -59,11 +67,19 @@ def test_a_record_the_ledger_holds_is_a_duplicate() -> None:
     assert reason(result) is DropReason.DUPLICATE
 
 
-def test_a_fraud_proof_is_accepted_as_a_notice() -> None:
-    body = FraudProof(FraudStatus.CONFIRMED, b"\x07" * 32, VERIFIER.peer_id)
-    record = Record.sign(RELAY, EntryKind.FRAUD_PROOF, SUBJECT.peer_id, body, time_ms=T0)
-    result = check(GossipPolicy(), record.to_wire(), origin=RELAY.peer_id)
-    assert isinstance(result, Accepted) and result.is_notice
+def test_fraud_proofs_and_refutations_are_accepted_as_notices_unless_forged() -> None:
+    policy = GossipPolicy()
+    bodies = {EntryKind.FRAUD_PROOF: FraudProof(FraudStatus.CONFIRMED, b"\x07" * 32,
+                                                VERIFIER.peer_id),
+              EntryKind.ACCUSATION_REFUTED: AccusationRefuted(VERIFIER.peer_id, b"\x07" * 32)}
+    for kind, body in bodies.items():
+        record = Record.sign(RELAY, kind, SUBJECT.peer_id, body, time_ms=T0)
+        forged = dataclasses.replace(record, time_ms=T0 + 1)
+        assert reason(check(policy, forged.to_wire(), origin=RELAY.peer_id)) is \
+            DropReason.FORGED, kind
+        result = check(policy, record.to_wire(), origin=RELAY.peer_id)
+        assert isinstance(result, Accepted) and result.is_notice, kind
+        assert policy.check_outgoing(record) == record.to_wire()  # and may be published
 
 
 def test_each_broken_rule_has_its_reason() -> None:

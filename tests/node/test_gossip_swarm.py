@@ -9,7 +9,8 @@ Fraud proofs travel the same way (``specs/gossip.md`` §4.2): a verifier that ca
 cheating node publishes its fraud_proof notice; another node, which neither served the
 client nor verified anything, fetches the proof over ``/darwin/proof/1``, re-runs the layer
 and bans the cheater in its own ledger, and a client catching up from that node does the
-same. A verifier that signs a false fail gets an ``accusation_refuted`` there instead.
+same. A verifier that signs a false fail gets an ``accusation_refuted`` there instead, which
+travels as a notice too: a client that catches up from that node refutes the liar as well.
 """
 
 from __future__ import annotations
@@ -192,17 +193,25 @@ async def test_a_node_that_only_hears_of_a_fraud_bans_the_cheater_and_refutes_a_
             assert owned(other, EntryKind.ACCUSATION_REFUTED, honest.peer_id) == [
                 AccusationRefuted(liar.peer_id, digest)]
 
-            # A client catching up from the other node fetches the proof from it and bans too.
+            # A client catching up from the other node fetches the proofs from it and bans
+            # too; the liar's fail reaches it as a verdict, and the other node's refutation
+            # as a notice, so the client refutes it too.
             client_id = Identity.from_seed(seed(42))
             check = proof_checker(Checkpoint.open(tiny_llama), other.model_id)
             await catch_up_from(client, tmp_path / "client", client_id, [other.peer_id], check)
             assert standing(tmp_path / "client", client_id)[PeerId(cheater.peer_id)].banned
+            with Ledger.open(tmp_path / "client" / "ledger.sqlite", client_id) as ledger:
+                assert [e.record.body for e in ledger.entries(
+                    kinds=[EntryKind.ACCUSATION_REFUTED])] == [
+                    AccusationRefuted(liar.peer_id, digest)]
 
             # So does a node that joins later through the other node: it catches up at start.
             late = await start("late", blocks=(0, 1), host=HostConfig(
                 bootstrap=(other.listen_addr,), **QUICK_HOST))  # type: ignore[arg-type]
             assert late.fraud_notices is not None and late.ledger is not None
-            await late.fraud_notices.wait_until(lambda stats: stats["confirmed"] >= 1)
+            await late.fraud_notices.wait_until(
+                lambda stats: stats["confirmed"] >= 1 and stats["refuted"] >= 1)
             verdicts = [e.record for e in other.ledger.entries(kinds=[EntryKind.VERDICT])]
             assert len(verdicts) == 2 and all(late.ledger.contains(v) for v in verdicts)
             assert owned(late, EntryKind.FRAUD_PROOF, cheater.peer_id)
+            assert owned(late, EntryKind.ACCUSATION_REFUTED, honest.peer_id)
