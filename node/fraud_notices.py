@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +58,7 @@ from darwin.ledger import (
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
 from darwin.node.framing import TransportError
+from darwin.node.gossip import Publish, publish_or_log
 from darwin.node.host import Host
 from darwin.node.proof_exchange import ProofExchangeConfig, fetch_proof
 from darwin.node.proof_store import ProofStore
@@ -71,8 +72,6 @@ logger = logging.getLogger(__name__)
 
 # Re-runs a proof against what we hold: its outcome, or None when it cannot be re-run here.
 ProofCheck = Callable[[FraudProof], FraudCheck | None]
-# Broadcasts one of our records (the node's ``VerdictGossip.publish``).
-Publish = Callable[[Record], Awaitable[None]]
 
 
 class NoticeOutcome(StrEnum):
@@ -249,7 +248,7 @@ class FraudNotices:
             entry = await trio.to_thread.run_sync(self._record, data, proof, outcome)
             self._handled.add(digest)
             if outcome is NoticeOutcome.REFUTED:
-                await self._publish(entry.record)
+                await publish_or_log(self.publish, entry.record)
         return outcome
 
     async def _fetch(self, record: Record, peer: str, digest: bytes) -> bytes | None:
@@ -278,16 +277,6 @@ class FraudNotices:
                   else FraudStatus.UNCONFIRMED)
         return self.ledger.append(EntryKind.FRAUD_PROOF, subject,
                                   FraudProofEntry(status, digest, accuser))
-
-    async def _publish(self, record: Record) -> None:
-        """Broadcast our refutation; a failure is logged (catch-up serves it anyway)."""
-        if self.publish is None:
-            return
-        try:
-            await self.publish(record)
-        except Exception as exc:
-            logger.warning("could not publish the accusation_refuted about %s: %s",
-                           record.subject, exc)
 
     def _reject(self, digest: bytes) -> None:
         self._rejected[digest] = None

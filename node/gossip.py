@@ -42,8 +42,10 @@ from darwin.node.pubsub import HostPubsub, Subscription
 __all__ = [
     "VERDICT_TOPIC_PREFIX",
     "FraudNoticeHook",
+    "Publish",
     "VerdictGossip",
     "open_verdict_gossip",
+    "publish_or_log",
     "verdict_topic",
 ]
 
@@ -55,6 +57,8 @@ _NOTICE_QUEUE = 64
 # Called with a fraud-proof notice (a peer's signed fraud_proof or accusation_refuted record)
 # and the peer that published it; the callee re-checks the proof before recording anything.
 FraudNoticeHook = Callable[[Record, str], Awaitable[None]]
+# Broadcasts one of our records (``VerdictGossip.publish``).
+Publish = Callable[[Record], Awaitable[None]]
 
 # Counters of ``VerdictGossip.stats``, beside one per DropReason.
 ACCEPTED = "accepted"  # passed every check (verdicts and notices)
@@ -62,6 +66,21 @@ APPENDED = "appended"  # verdicts written to the ledger
 NOTICES = "notices"  # fraud-proof notices handed to the hook
 OVERLOADED = "overloaded"  # accepted, but the append or notice queue was full
 STAT_KEYS = (ACCEPTED, APPENDED, NOTICES, OVERLOADED, *(str(r) for r in DropReason))
+
+
+async def publish_or_log(publish: Publish | None, record: Record) -> None:
+    """Broadcast one of our records when we gossip (``publish`` set).
+
+    A failure is logged, never raised: the record is in our ledger already, and catch-up
+    serves it to whoever missed the message.
+    """
+    if publish is None:
+        return
+    try:
+        await publish(record)
+    except Exception as exc:
+        logger.warning("could not publish our %s about %s: %s", record.kind, record.subject,
+                       exc)
 
 
 def verdict_topic(model_id: bytes) -> str:

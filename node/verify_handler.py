@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -46,6 +45,7 @@ from darwin.node.framing import (
     reset_quietly,
     write_frame,
 )
+from darwin.node.gossip import Publish, publish_or_log
 from darwin.node.host import Host, Stream, block_provider_key, stream_peer_id
 from darwin.node.proof_store import ProofStore, ProofTooLarge
 from darwin.protocol import (
@@ -109,7 +109,7 @@ class VerifyHandler:
 
     def __init__(self, host: Host, verifier: Verifier, ledger: Ledger, config: VerifyConfig,
                  cheat: str | None = None, *,
-                 publish: Callable[[Record], Awaitable[None]] | None = None,
+                 publish: Publish | None = None,
                  proofs: ProofStore | None = None) -> None:
         self.host = host
         self.verifier = verifier
@@ -157,18 +157,8 @@ class VerifyHandler:
                     judgement.outcome.value, challenge.node_id, challenge.layer,
                     challenge.step, judgement.verdict.body.reason)
         for record in records:
-            await self._publish(record)
+            await publish_or_log(self.publish, record)
         await framed.write(VerifyAnswer(judgement.verdict, proof).to_wire())
-
-    async def _publish(self, record: Record) -> None:
-        """Broadcast one of our records; a failure is logged (catch-up recovers it)."""
-        if self.publish is None:
-            return
-        try:
-            await self.publish(record)
-        except Exception as exc:
-            logger.warning("could not publish the %s about %s: %s", record.kind,
-                           record.subject, exc)
 
     def _choose(self, request: VerifyRequest) -> Challenge:
         """The random challenge for ``request`` (worker thread; raises VerifierError)."""
