@@ -34,7 +34,6 @@ from darwin.protocol import (
     RemoteProtocolError,
     Reveal,
 )
-from darwin.protocol.messages import MAX_ERROR_CHARS
 
 __all__ = ["CHALLENGE_PROTOCOL", "ChallengeHandler"]
 
@@ -51,12 +50,7 @@ class ChallengeHandler:
         self.store = store
         self.identity = identity
         self.cheat = cheat  # TEST ONLY
-        self.frames = FrameConfig(
-            max_frame_size=CHALLENGE_LIMITS.max_message_bytes,
-            frame_timeout=limits.timeout,
-            idle_timeout=limits.timeout,
-            write_timeout=limits.timeout,
-        )
+        self.frames = FrameConfig.bounded(CHALLENGE_LIMITS.max_message_bytes, limits.timeout)
 
     async def __call__(self, stream: Stream) -> None:
         """Answer one challenge (raises TransportError when the peer breaks the stream)."""
@@ -94,4 +88,4 @@ class ChallengeHandler:
     async def _refuse(self, framed: FramedStream, peer: str, code: ErrorCode,
                       reason: str) -> None:
         logger.info("challenge from %s refused: %s: %s", peer, code.value, reason)
-        await framed.write(ErrorFrame(code, reason[:MAX_ERROR_CHARS]).to_wire())
+        await framed.write(ErrorFrame.refusal(code, reason).to_wire())

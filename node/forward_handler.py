@@ -41,7 +41,6 @@ from darwin.protocol import (
     decode,
 )
 from darwin.protocol.forward_session import Opened, Refusal, RunStep, ServePolicy, ServerSession
-from darwin.protocol.messages import MAX_ERROR_CHARS
 
 __all__ = ["FORWARD_PROTOCOL", "ForwardHandler"]
 
@@ -123,7 +122,7 @@ class _Conversation:
     async def refuse(self, code: ErrorCode, reason: str) -> None:
         """Answer with an error frame (raises TransportError)."""
         logger.info("session %s from %s: %s: %s", self.session, self.peer, code.value, reason)
-        await self.send(ErrorFrame(code, reason[:MAX_ERROR_CHARS]).to_wire())
+        await self.send(ErrorFrame.refusal(code, reason).to_wire())
 
 
 class ForwardHandler:

@@ -300,6 +300,13 @@ class FrameConfig:
         if not 0 <= self.max_frame_size <= MAX_ENCODABLE_SIZE:
             raise ValueError(f"max_frame_size out of range: {self.max_frame_size}")
 
+    @classmethod
+    def bounded(cls, max_frame_size: int, timeout: float) -> FrameConfig:
+        """Limits of a one-request stream: waiting for, reading and writing a frame each
+        bounded by the same `timeout`."""
+        return cls(max_frame_size=max_frame_size, frame_timeout=timeout, idle_timeout=timeout,
+                   write_timeout=timeout)
+
 
 class FramedStream:
     """A stream read and written one frame at a time, under one :class:`FrameConfig`.

@@ -16,7 +16,6 @@ from darwin.node.host import Stream, stream_peer_id
 from darwin.node.served_span import ServedSpan
 from darwin.node.sessions import SessionTable
 from darwin.protocol import ErrorCode, ErrorFrame, InfoRequest, NodeInfo, RemoteProtocolError
-from darwin.protocol.messages import MAX_ERROR_CHARS
 
 __all__ = ["INFO_PROTOCOL", "InfoHandler"]
 
@@ -31,12 +30,7 @@ class InfoHandler:
     def __init__(self, served: ServedSpan, table: SessionTable, limits: InfoLimits) -> None:
         self.served = served
         self.table = table
-        self.frames = FrameConfig(
-            max_frame_size=limits.max_frame_size,
-            frame_timeout=limits.timeout,
-            idle_timeout=limits.timeout,
-            write_timeout=limits.timeout,
-        )
+        self.frames = FrameConfig.bounded(limits.max_frame_size, limits.timeout)
 
     def describe(self) -> NodeInfo:
         """What this node serves and how busy it is, now."""
@@ -60,7 +54,7 @@ class InfoHandler:
         except (FrameTooLarge, RemoteProtocolError) as exc:
             reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
             logger.info("info request from %s refused: %s", stream_peer_id(stream), reason)
-            error = ErrorFrame(ErrorCode.BAD_REQUEST, reason[:MAX_ERROR_CHARS])
+            error = ErrorFrame.refusal(ErrorCode.BAD_REQUEST, reason)
             await framed.write(error.to_wire())
             return
         await framed.write(self.describe().to_wire())

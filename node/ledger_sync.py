@@ -173,8 +173,7 @@ class LedgerSyncHandler:
         self.config = config
         self._limiter = RateLimiter(config.serve_rate, config.serve_burst,
                                     config.max_tracked_peers)
-        self._frames = FrameConfig(max_frame_size=_PAGE_LIMIT, frame_timeout=config.timeout,
-                                   idle_timeout=config.timeout, write_timeout=config.timeout)
+        self._frames = FrameConfig.bounded(_PAGE_LIMIT, config.timeout)
 
     def page(self, since: int, limit: int) -> SyncPage:
         """Our gossip records after ``since``, at most ``limit`` (reads the ledger: blocking)."""

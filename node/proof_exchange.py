@@ -107,7 +107,7 @@ class ProofHandler:
         except (FrameTooLarge, RemoteProtocolError) as exc:
             reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
             logger.info("proof request from %s refused: %s", peer, reason)
-            await self._answer(stream, ErrorFrame(ErrorCode.BAD_REQUEST, reason[:200]))
+            await self._answer(stream, ErrorFrame.refusal(ErrorCode.BAD_REQUEST, reason))
             return
         if not self._limiter.allow(peer, trio.current_time()):
             logger.debug("proof request from %s refused: over its rate", peer)

@@ -60,7 +60,6 @@ from darwin.protocol import (
     Reveal,
     decode_answer,
 )
-from darwin.protocol.messages import MAX_ERROR_CHARS
 from darwin.protocol.verify_request import VERIFY_REQUEST_LIMITS, VerifyAnswer, VerifyRequest
 from darwin.verifier import Judgement, Verifier, VerifierError, choose_challenge
 
@@ -120,12 +119,7 @@ class VerifyHandler:
         self.cheat = cheat  # TEST ONLY
         self.rng = random.SystemRandom()
         self.judging = trio.CapacityLimiter(1)
-        self.frames = FrameConfig(
-            max_frame_size=config.max_request_bytes,
-            frame_timeout=config.request_timeout,
-            idle_timeout=config.request_timeout,
-            write_timeout=config.request_timeout,
-        )
+        self.frames = FrameConfig.bounded(config.max_request_bytes, config.request_timeout)
 
     async def __call__(self, stream: Stream) -> None:
         """Answer one verify request (raises TransportError when the peer breaks the stream)."""
@@ -218,4 +212,4 @@ class VerifyHandler:
     async def _refuse(self, framed: FramedStream, client: str, code: ErrorCode,
                       reason: str) -> None:
         logger.info("verify request from %s refused: %s: %s", client, code.value, reason)
-        await framed.write(ErrorFrame(code, reason[:MAX_ERROR_CHARS]).to_wire())
+        await framed.write(ErrorFrame.refusal(code, reason).to_wire())

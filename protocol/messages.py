@@ -292,6 +292,12 @@ class ErrorFrame(_Message):
         require_text("message", self.message, MAX_ERROR_CHARS)
 
     @classmethod
+    def refusal(cls, code: ErrorCode, reason: str) -> Self:
+        """An error frame for ``reason`` cut to ``MAX_ERROR_CHARS`` (a reason may quote a
+        peer's input, which has no such bound)."""
+        return cls(code, reason[:MAX_ERROR_CHARS])
+
+    @classmethod
     def from_obj(cls, obj: object, limits: WireLimits) -> Self:
         """Decode (``RemoteProtocolError``)."""
         reader = cls._reader(obj)

@@ -36,6 +36,7 @@ from darwin.protocol import (
     decode,
     encode,
 )
+from darwin.protocol.messages import MAX_ERROR_CHARS
 
 if TYPE_CHECKING:
     from conftest import Swarm
@@ -286,3 +287,9 @@ def test_a_single_bit_flip_in_any_frame_decodes_or_raises_remote_protocol_error(
     frame[bit // 8] ^= 1 << (bit % 8)
     with contextlib.suppress(RemoteProtocolError):
         decode(bytes(frame))
+
+
+def test_a_refusal_cuts_a_reason_of_any_length_to_the_protocol_limit() -> None:
+    long = ErrorFrame.refusal(ErrorCode.BAD_REQUEST, "x" * (10 * MAX_ERROR_CHARS))
+    assert long.message == "x" * MAX_ERROR_CHARS
+    assert ErrorFrame.refusal(ErrorCode.BUSY, "full").message == "full"
