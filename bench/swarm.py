@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import darwin  # noqa: F401  (before torch, for its thread settings: specs/node.md, "Threads")
+from darwin import heap  # before torch, for darwin's thread settings (specs/node.md, "Threads")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,6 +72,7 @@ async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list
     async with open_host(os.urandom(32), config) as host:
         client = await SwarmClient.connect(host, mid, checkpoint.n_layers)
         parts = ClientParts.load(checkpoint)
+        heap.settle()  # as `darwin submit` does
         runs = []
         for prompt in prompts:
             await _swarm_run(client, parts, prompt, 2)  # warm-up

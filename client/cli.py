@@ -36,6 +36,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     import trio
 
+    from darwin import heap
     from darwin.client.sampling import SamplingConfig
     from darwin.client.submit import Submission, SubmitConfig
     from darwin.client.submit_view import run_in_console
@@ -49,6 +50,7 @@ def _submit(args: argparse.Namespace) -> int:
                           bootstrap=tuple(args.bootstrap), sampling=sampling,
                           home=Path(args.home).expanduser(), verification=verification)
     submission = Submission(config)
+    heap.settle()  # a long generation should not stall in a full collection of the imports
     if args.json:
         result = trio.run(submission.run)
         sys.stdout.write(json.dumps(result.to_json()) + "\n")

@@ -24,6 +24,7 @@ from pathlib import Path
 import multiaddr
 import trio
 
+from darwin import heap
 from darwin.node.config import (
     CHEAT_MODES,
     DTYPES,
@@ -232,6 +233,7 @@ async def _serve_until_signal(config: NodeConfig) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
             async with start_node(config) as node:
+                heap.settle()
                 print(f"listening {node.listen_addr}", flush=True)
                 await trio.sleep_forever()
 
