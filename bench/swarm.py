@@ -6,12 +6,18 @@ this process: discovery, signed receipts, checked trace), in the same run:
 time to first token, decode tokens/s and p50/p95/p99 per-token latency. Greedy decoding of the
 same random prompt, so both produce the same tokens (checked).
 
-The swarm's time to first token counts opening the route's sessions (discovery is done once,
-before); both sides get one warm-up run per prompt length.
+The swarm's time to first token counts opening the route's sessions (discovery is done once
+per round, before); both sides get one warm-up run per prompt length.
+
+The two sides alternate in rounds (transformers, then the swarm, ``--rounds`` times) and the
+table shows per-metric medians over the rounds, the ratio being the median of each round's
+ratio: the reference machine's speed drifts by up to 1.5x within minutes, so sides measured
+minutes apart are not comparable, while sides measured back to back are.
 
 Run: ``.venv/bin/python bench/swarm.py`` (~270M parameters: 16 layers, hidden 1024, vocab
 32000; generated once into bench/out/, nothing is downloaded). A quick smoke run:
-``bench/swarm.py --layers 4 --hidden 128 --vocab 1000 --prompt-lengths 16,64 --new-tokens 8``.
+``bench/swarm.py --layers 4 --hidden 128 --vocab 1000 --prompt-lengths 16,64 --new-tokens 8
+--rounds 1``.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import argparse
 import itertools
 import math
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from darwin import heap  # before torch, for darwin's thread settings (specs/node.md, "Threads")
@@ -64,15 +72,13 @@ async def _swarm_run(client: SwarmClient, parts: ClientParts, prompt: list[int],
     return Run.from_stamps(tokens, stamps)
 
 
-async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list[int]],
-                      new_tokens: int) -> tuple[list[Run], list[tuple[str, int, int]]]:
-    checkpoint = Checkpoint.open(path)
-    mid = ModelId(model_id(checkpoint))
+async def _swarm_runs(checkpoint: Checkpoint, parts: ClientParts, bootstrap: tuple[str, ...],
+                      prompts: list[list[int]], new_tokens: int
+                      ) -> tuple[list[Run], list[tuple[str, int, int]]]:
     config = HostConfig(bootstrap=bootstrap, dht_server=False)
     async with open_host(os.urandom(32), config) as host:
-        client = await SwarmClient.connect(host, mid, checkpoint.n_layers)
-        parts = ClientParts.load(checkpoint)
-        heap.settle()  # as `darwin submit` does
+        client = await SwarmClient.connect(host, ModelId(model_id(checkpoint)),
+                                           checkpoint.n_layers)
         runs = []
         for prompt in prompts:
             await _swarm_run(client, parts, prompt, 2)  # warm-up
@@ -83,19 +89,30 @@ async def _swarm_runs(path: Path, bootstrap: tuple[str, ...], prompts: list[list
     return runs, route
 
 
-def _table(lengths: list[int], hf: list[Run], swarm: list[Run]) -> Table:
-    table = Table(title="swarm (3 node processes) vs transformers generate, same run")
-    for column in ("prompt", "metric", "transformers", "swarm", "swarm / transformers"):
+# (name, unit, value of a run): the table's metrics for each prompt length
+_METRICS: list[tuple[str, str, Callable[[Run], float]]] = [
+    ("time to first token", "ms", lambda run: run.ttft * 1e3),
+    ("decode", "tok/s", lambda run: run.tokens_per_s),
+    *((f"p{q} per-token latency", "ms", lambda run, q=q: run.quantile_ms(q)) for q in (50, 95, 99)),
+]
+
+
+def _table(lengths: list[int], hf: list[list[Run]], swarm: list[list[Run]]) -> Table:
+    """Medians over the rounds; the ratio is the median of each round's ratio (and its range)."""
+    table = Table(title=f"swarm (3 node processes) vs transformers generate, "
+                        f"{len(hf)} alternating round(s), medians")
+    for column in ("prompt", "metric", "transformers", "swarm", "swarm / transformers",
+                   "ratio range"):
         table.add_column(column, justify="right")
-
-    def row(length: int, metric: str, a: float, b: float, unit: str) -> None:
-        table.add_row(str(length), metric, f"{a:.1f} {unit}", f"{b:.1f} {unit}", f"{b / a:.2f}")
-
-    for length, h, s in zip(lengths, hf, swarm, strict=True):
-        row(length, "time to first token", h.ttft * 1e3, s.ttft * 1e3, "ms")
-        row(length, "decode", h.tokens_per_s, s.tokens_per_s, "tok/s")
-        for q in (50, 95, 99):
-            row(length, f"p{q} per-token latency", h.quantile_ms(q), s.quantile_ms(q), "ms")
+    for i, length in enumerate(lengths):
+        for name, unit, value in _METRICS:
+            a = [value(runs[i]) for runs in hf]
+            b = [value(runs[i]) for runs in swarm]
+            ratios = [y / x for x, y in zip(a, b, strict=True)]
+            table.add_row(str(length), name, f"{statistics.median(a):.1f} {unit}",
+                          f"{statistics.median(b):.1f} {unit}",
+                          f"{statistics.median(ratios):.2f}",
+                          f"{min(ratios):.2f}–{max(ratios):.2f}")
     return table
 
 
@@ -108,6 +125,8 @@ def main() -> None:
     parser.add_argument("--prompt-lengths", default="128,1024",
                         help="comma-separated prompt lengths in tokens")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of transformers then the swarm")
     parser.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment variable for the node processes (repeatable)")
     args = parser.parse_args()
@@ -119,24 +138,32 @@ def main() -> None:
     bounds = [round(i * n / args.nodes) for i in range(args.nodes + 1)]
     blocks = [f"{a}:{b}" for a, b in itertools.pairwise(bounds)]
     params = sum(math.prod(info.shape) for info in Checkpoint.open(path).tensors.values())
-    console = Console()
+    console = Console(width=120)
     console.print(f"model: {path.name}, {params / 1e6:.0f}M parameters, fp32, "
                   f"{torch.get_num_threads()} threads here; nodes serve {', '.join(blocks)}; "
                   f"{args.new_tokens} new tokens")
 
-    hf = transformers_runs(path, prompts, args.new_tokens)
     max_length = max(lengths) + args.new_tokens + 8
+    checkpoint = Checkpoint.open(path)
+    parts = ClientParts.load(checkpoint)
+    hf: list[list[Run]] = []
+    swarm_runs: list[list[Run]] = []
     with tempfile.TemporaryDirectory(prefix="darwin-bench-") as root, LocalSwarm(
             path, Path(root), LocalSwarmConfig(
                 start_timeout=300, max_length=max_length, max_sessions=4,
                 env=tuple(tuple(item.split("=", 1)) for item in args.node_env))) as swarm:
         swarm.start(blocks[:1], ["node0"])
         swarm.start(blocks[1:], [f"node{i}" for i in range(1, len(blocks))])
-        swarm_runs, route = trio.run(_swarm_runs, path, swarm.bootstrap, prompts,
-                                     args.new_tokens)
+        heap.settle()  # as `darwin submit` does
+        for _ in range(args.rounds):
+            hf.append(transformers_runs(path, prompts, args.new_tokens))
+            runs, route = trio.run(_swarm_runs, checkpoint, parts, swarm.bootstrap, prompts,
+                                   args.new_tokens)
+            swarm_runs.append(runs)
     console.print("route: " + ", ".join(f"[{a}, {b}) on {p[:16]}…" for p, a, b in route))
     console.print(_table(lengths, hf, swarm_runs))
-    same = all(h.tokens == s.tokens for h, s in zip(hf, swarm_runs, strict=True))
+    same = all(h.tokens == s.tokens for hr, sr in zip(hf, swarm_runs, strict=True)
+               for h, s in zip(hr, sr, strict=True))
     console.print("tokens identical to transformers: " + ("yes" if same else "[red]NO[/red]"))
 
 
