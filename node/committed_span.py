@@ -58,15 +58,19 @@ class CommittedSpan:
         step: int,
         hidden: torch.Tensor,
         adapter_id: AdapterId | None = None,
+        input_digest: bytes | None = None,
     ) -> CommittedStep:
         """Run one step of a session and sign what it computed.
+
+        `input_digest`, when given, is the digest of `hidden` already checked by the caller
+        (a decoded `StepRequest` checks its ``input_hash``); it is not hashed again.
 
         Raises:
             ModelError: the step is invalid for this span or session (see `SpanRunner.forward`).
         """
         position = session.position
         result = self.runner.forward(session, hidden)
-        return self.commit(result, session_id, step, position, adapter_id)
+        return self.commit(result, session_id, step, position, adapter_id, input_digest)
 
     def commit(
         self,
@@ -75,13 +79,17 @@ class CommittedSpan:
         step: int,
         position: int,
         adapter_id: AdapterId | None = None,
+        input_digest: bytes | None = None,
     ) -> CommittedStep:
         """Hash every layer input and the output of a computed step, root them and sign.
 
         Separate from `step` so that the cost of commitments can be measured on its own
-        (``bench/commitments.py``).
+        (``bench/commitments.py``). `input_digest`: as in `step`.
         """
-        leaves = digest_all((*result.layer_inputs, result.hidden))
+        if input_digest is None:
+            leaves = digest_all((*result.layer_inputs, result.hidden))
+        else:
+            leaves = (input_digest, *digest_all((*result.layer_inputs[1:], result.hidden)))
         body = ReceiptBody(
             model_id=self.config.model_id,
             adapter_id=adapter_id,

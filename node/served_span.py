@@ -58,12 +58,14 @@ class SessionCompute:
             ModelError: wrong width, dtype, batch or length; the session is unchanged.
         """
         hidden = from_wire(request.hidden)  # (batch, seq, hidden)
-        done = self.span.step(self.state, self.session_id, request.step, hidden)
+        done = self.span.step(self.state, self.session_id, request.step, hidden,
+                              input_digest=request.input_hash)
         self.store.put(done)
         previous, self.last_receipt = self.last_receipt, done.receipt
         if self.cheat is not None:  # TEST ONLY
             return tamper_step(self.cheat, done, previous)
-        return StepResult(request.step, to_wire(done.output), done.receipt).to_wire()
+        output = to_wire(done.output, digest=done.receipt.body.output_hash)
+        return StepResult(request.step, output, done.receipt).to_wire()
 
 
 class ServedSpan:

@@ -92,13 +92,17 @@ def _digest_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="digest")
 
 
-def to_wire(tensor: torch.Tensor) -> WireTensor:
+def to_wire(tensor: torch.Tensor, digest: bytes | None = None) -> WireTensor:
     """Encode a tensor for a message.
+
+    `digest`, when given, is this tensor's digest as the caller just computed it over the same
+    memory (a commitment's output leaf); the wire tensor then does not hash it again.
 
     Raises:
         LocalProtocolError: for a dtype outside the allowlist.
     """
-    return WireTensor(wire_dtype(tensor.dtype), tuple(tensor.shape), _bytes_view(tensor).tobytes())
+    args = (wire_dtype(tensor.dtype), tuple(tensor.shape), _bytes_view(tensor).tobytes())
+    return WireTensor(*args) if digest is None else WireTensor.hashed(*args, digest)
 
 
 def from_wire(wire: WireTensor) -> torch.Tensor:

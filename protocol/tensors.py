@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import LocalProtocolError, blame_peer
-from .schema import I64_MAX, MapReader, require_int, shown
+from .ids import DIGEST_SIZE
+from .schema import I64_MAX, MapReader, require_bytes, require_int, shown
 
 TENSOR_DIGEST_TAG = b"darwin/tensor/1\0"
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -180,6 +181,18 @@ class WireTensor:
             raise LocalProtocolError("tensor data must be bytes")
         if len(self.data) != math.prod(shape) * self.dtype.itemsize:
             raise LocalProtocolError(f"tensor data is not {len(self.data)} bytes for {shape}")
+
+    @classmethod
+    def hashed(cls, dtype: DType, shape: tuple[int, ...], data: bytes, digest: bytes) -> WireTensor:
+        """A tensor whose digest the caller computed over these same bytes: not hashed again.
+
+        For a node's own output only (its commitment already hashed it); never for bytes a peer
+        sent, whose digest must be computed here.
+        """
+        require_bytes("digest", digest, DIGEST_SIZE)
+        tensor = cls(dtype, shape, data)
+        tensor.__dict__["_digest"] = digest  # what the cached property would compute
+        return tensor
 
     @cached_property
     def _digest(self) -> bytes:

@@ -65,3 +65,18 @@ def test_receipt_commits_to_every_layer_input_and_the_output(tiny_llama: Path) -
 
     decode = span.step(session, session_id, 1, hidden[:, :1])
     assert (decode.receipt.body.position_start, decode.receipt.body.position_count) == (5, 1)
+
+
+def test_a_checked_input_digest_is_leaf_zero_without_hashing_again(tiny_llama: Path) -> None:
+    runner = SpanRunner.load(Checkpoint.open(tiny_llama), 0, 2)
+    span = CommittedSpan(runner, Identity.from_seed(bytes(32)),
+                         CommitConfig(model_id=MODEL_ID, retention_s=60))
+    hidden = torch.randn(1, 4, 64, generator=torch.Generator().manual_seed(2))
+    session_id = new_session_id()
+
+    hashed = span.step(runner.new_session(8), session_id, 0, hidden)
+    given = span.step(runner.new_session(8), session_id, 0, hidden,
+                      input_digest=to_wire(hidden).digest())
+
+    assert given.layer_digests == hashed.layer_digests
+    assert given.receipt.body.layer_root == hashed.receipt.body.layer_root

@@ -184,6 +184,16 @@ def test_a_hasher_for_one_form_gives_each_tensor_its_own_digest() -> None:
         TensorHasher(DType.FLOAT16, [2, 3])  # type: ignore[arg-type]
 
 
+def test_a_tensor_built_with_its_known_digest_is_not_hashed_again() -> None:
+    data = np.arange(6, dtype=np.float32).tobytes()
+    honest = WireTensor(DType.FLOAT32, (2, 3), data)
+    assert WireTensor.hashed(DType.FLOAT32, (2, 3), data, honest.digest()) == honest
+    stated = bytes(32)  # taken as given: only a caller that just hashed the bytes may state it
+    assert WireTensor.hashed(DType.FLOAT32, (2, 3), data, stated).digest() == stated
+    with pytest.raises(LocalProtocolError):
+        WireTensor.hashed(DType.FLOAT32, (2, 3), data, b"short")
+
+
 # --- hostile input ------------------------------------------------------------------------
 
 
