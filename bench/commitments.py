@@ -3,7 +3,9 @@
 The model is cut over three spans as in the swarm benchmark. For each span and each step of a
 session (a prefill of each prompt length, then decode steps), it times, on the real serving
 code: the span's forward (`SpanRunner.forward`), the commitment (`CommittedSpan.commit`:
-BLAKE2b of every layer input and the output, the Merkle root, the signed receipt) and the
+BLAKE2b of every layer input and the output, the Merkle root, the signed receipt; the span's
+input is hashed once, when the node checks the request's ``input_hash``, and that digest is
+reused as the first leaf, so it is not timed here) and the
 retention of the step for challenges (`RetentionStore.put`, in memory as configured by default,
 and with every step spilled to disk). Each is summed over the spans and shown as a share of the
 step (compute + commitment + retention).
@@ -35,6 +37,7 @@ from rich.table import Table
 from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
 from darwin.node.committed_span import CommitConfig, CommittedSpan
 from darwin.node.retention import RetentionConfig, RetentionStore
+from darwin.node.torch_wire import digest
 from darwin.protocol import Identity, ModelId, new_session_id
 
 MODEL_ID = ModelId(b"\x01" * 32)
@@ -72,9 +75,11 @@ def _session(span: CommittedSpan, steps: list[torch.Tensor], store: RetentionSto
     costs = []
     for index, hidden in enumerate(steps):
         position = session.position
+        input_digest = digest(hidden)  # hashed when the node decodes the request: not timed
         compute, output = _timed(lambda: runner.forward(session, hidden))  # noqa: B023
         commit, done = _timed(
-            lambda: span.commit(output, session_id, index, position))  # noqa: B023
+            lambda: span.commit(output, session_id, index, position,  # noqa: B023
+                                input_digest=input_digest))  # noqa: B023
         retain, _ = _timed(lambda: store.put(done))  # noqa: B023
         spilled, _ = _timed(lambda: spill.put(done))  # noqa: B023
         costs.append(StepCost(compute, commit, retain, spilled))
