@@ -13,7 +13,8 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
   ``replay_receipts``: a verifier needs a node's receipts of steps ``0..k`` to challenge step
   ``k``); the current step then continues on the replacement, so each step keeps exactly one
   chain of hops.
-- Opening the first route is the same operation with nothing to replay.
+- Opening the first route is the same operation with nothing to replay. The hops of a route
+  are opened at once; every one that fails to open is excluded before the next route.
 - It ends: each failure excludes one more node, ``max_failovers`` bounds them, and every
   network wait below has its own deadline. With no provider left for some blocks the session
   raises `NoRoute` ("no available provider serves blocks [a, b)").
@@ -208,19 +209,40 @@ class FailoverSession(InferenceSession):
         """
         while True:
             route = await self.router.route(start, end, frozenset(self.excluded))
-            opened: list[Hop] = []
+            opened, failures = await self._open_all(route)
             try:
-                for target in route:
-                    opened.append(await self.router.open(target))
+                if failures:
+                    raise failures[0]
                 fresh = await self._replay(opened, start, replay_steps)
             except HopFailed as failure:
-                logger.warning("session %s: %s", self.info.session_id.hex(), failure)
                 for hop in opened:
                     await self._close(hop)
-                self._exclude(failure)
+                for failed in failures or [failure]:
+                    logger.warning("session %s: %s", self.info.session_id.hex(), failed)
+                    self._exclude(failed)
                 continue
             self.inputs.update(fresh)
             return opened
+
+    async def _open_all(self, route: list[RouteHop]) -> tuple[list[Hop], list[HopFailed]]:
+        """Open every hop of `route` at once: (the hops opened, in route order; the failures).
+
+        Each open is a round trip or more to another node; one after the other they were
+        most of the time a session takes to start.
+        """
+        opened: list[Hop | None] = [None] * len(route)
+        failures: list[HopFailed] = []
+
+        async def open_one(index: int) -> None:
+            try:
+                opened[index] = await self.router.open(route[index])
+            except HopFailed as failure:
+                failures.append(failure)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(route)):
+                nursery.start_soon(open_one, index)
+        return [hop for hop in opened if hop is not None], failures
 
     async def _replay(self, hops: list[Hop], start: int,
                       steps: int) -> dict[int, list[torch.Tensor]]:

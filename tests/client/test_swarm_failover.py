@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import trio
 
 from darwin.client.failover import (
     FailoverConfig,
@@ -213,6 +214,38 @@ async def test_unreachable_nodes_are_skipped_when_the_route_is_opened(tiny_llama
     router.unreachable = {_peer(router, 0)}
     session = await FailoverSession.open(info, router)
     assert [str(h.peer_id) for h in session.hops] == [_peer(router, 1)]
+
+
+async def test_the_hops_of_a_route_are_opened_at_once(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4)})
+    started, everyone_started = 0, trio.Event()
+    plain_open = router.open
+
+    async def open_when_all_started(hop: RouteHop) -> Hop:
+        nonlocal started
+        started += 1
+        if started == 2:
+            everyone_started.set()
+        await everyone_started.wait()  # one open at a time would never get here
+        return await plain_open(hop)
+
+    router.open = open_when_all_started  # type: ignore[method-assign]
+    with trio.fail_after(10):
+        session = await FailoverSession.open(info, router)
+    assert [h.span for h in session.hops] == [(0, 2), (2, 4)]
+
+
+async def test_every_hop_that_fails_to_open_is_excluded_at_once(tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4), "c": (0, 2), "d": (2, 4)})
+    first = {hop.provider.peer_id for hop in await router.route(0, 4, frozenset())}
+    router.unreachable = set(first)
+
+    session = await FailoverSession.open(info, router)
+
+    assert session.excluded == first
+    assert {str(h.peer_id) for h in session.hops} == set(router.spans) - first
 
 
 async def test_without_a_replica_the_error_names_the_missing_blocks(tiny_llama: Path) -> None:
