@@ -210,24 +210,22 @@ class FailoverSession(InferenceSession):
         while True:
             route = await self.router.route(start, end, frozenset(self.excluded))
             opened, failures = await self._open_all(route)
-            try:
-                if failures:
-                    raise failures[0]
-                fresh = await self._replay(opened, start, replay_steps)
-            except HopFailed as failure:
-                for hop in opened:
-                    await self._close(hop)
-                for failed in failures or [failure]:
-                    logger.warning("session %s: %s", self.info.session_id.hex(), failed)
-                    self._exclude(failed)
-                continue
-            self.inputs.update(fresh)
-            return opened
+            if not failures:
+                try:
+                    self.inputs.update(await self._replay(opened, start, replay_steps))
+                    return opened
+                except HopFailed as failure:
+                    failures = [failure]
+            for hop in opened:
+                await self._close(hop)
+            for failure in failures:
+                logger.warning("session %s: %s", self.info.session_id.hex(), failure)
+                self._exclude(failure)
 
     async def _open_all(self, route: list[RouteHop]) -> tuple[list[Hop], list[HopFailed]]:
         """Open every hop of `route` at once: (the hops opened, in route order; the failures).
 
-        Each open is a round trip or more to another node; one after the other they were
+        Each open is a round trip or more to another node; one after another, they would be
         most of the time a session takes to start.
         """
         opened: list[Hop | None] = [None] * len(route)
