@@ -36,11 +36,17 @@ class ForwardLimits:
     idle_timeout: float = 300.0
     # Seconds allowed to write one frame to a client that does not read.
     write_timeout: float = 60.0
+    # Seconds a step of a pushed session waits for its input from the previous hop (less than
+    # the client's step timeout, so the client hears why rather than timing out).
+    push_timeout: float = 100.0
+    # Seconds to reach the next hop and open the push stream when a session is opened.
+    push_dial_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_frame_size < 1024:
             raise ValueError("max_frame_size must be at least 1024 bytes")
-        for name in ("frame_timeout", "idle_timeout", "write_timeout"):
+        for name in ("frame_timeout", "idle_timeout", "write_timeout", "push_timeout",
+                     "push_dial_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
 

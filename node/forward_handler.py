@@ -10,10 +10,15 @@ Rules (normative text: ``specs/forward-protocol.md``):
   stream is closed. A frame left unfinished (the peer stalls or ends inside it) resets the
   stream. A session idle past ``idle_timeout`` is closed (end of stream, no error frame: the
   client's next step finds the stream ended and fails over as from any lost hop).
-- Whatever ends the stream, the session's reservation in the `SessionTable` is released in a
-  ``finally`` and its KV cache becomes garbage with it. Only transport errors leave the handler
-  (the host then resets the stream); an unexpected failure of a step is answered with
-  `ErrorFrame(internal)` and ends that session alone.
+- A session opened with ``push_to`` pushes each result to the next hop before answering the
+  client; one opened with ``push_from`` runs each step on the input the previous hop pushes
+  (`darwin.node.push`), watching its client's stream meanwhile: the client may say nothing
+  during a step, and one that speaks or leaves ends the session at once. A push link that
+  fails is answered with `ErrorFrame(push_failed)` and ends the session.
+- Whatever ends the stream, the session's reservation in the `SessionTable` and its push links
+  are released in a ``finally`` and its KV cache becomes garbage with it. Only transport
+  errors leave the handler (the host then resets the stream); an unexpected failure of a
+  step is answered with `ErrorFrame(internal)` and ends that session alone.
 """
 
 from __future__ import annotations
@@ -25,104 +30,43 @@ import trio
 
 from darwin.model import ModelError, SessionLengthExceeded
 from darwin.node.config import ForwardLimits
-from darwin.node.framing import FrameConfig, FramedStream, FrameTimeout, FrameTooLarge, StreamClosed
-from darwin.node.host import Stream, stream_peer_id
+from darwin.node.conversation import Conversation
+from darwin.node.framing import TransportError
+from darwin.node.host import Stream
+from darwin.node.push import Inbox, PushFailed, PushLinks, PushOut
 from darwin.node.served_span import ServedSpan, SessionCompute
 from darwin.node.sessions import Busy, Reservation, SessionTable
 from darwin.protocol import (
     ErrorCode,
-    ErrorFrame,
     Message,
     OpenSession,
-    RemoteProtocolError,
+    PushedStepRequest,
     StepRequest,
-    TensorLimits,
-    WireLimits,
-    decode,
+    StepResult,
 )
-from darwin.protocol.forward_session import Opened, Refusal, RunStep, ServePolicy, ServerSession
+from darwin.protocol.forward_session import (
+    AnyStepRequest,
+    Opened,
+    Refusal,
+    RunStep,
+    ServePolicy,
+    ServerSession,
+)
 
 __all__ = ["FORWARD_PROTOCOL", "ForwardHandler"]
 
 logger = logging.getLogger(__name__)
 
 FORWARD_PROTOCOL = "/darwin/forward/1"
-# Frames above this size are decoded (and their tensor digest checked) in a worker thread.
-_DECODE_IN_THREAD = 256 * 1024
-
-
 @dataclass
 class _Session:
-    """An admitted session: its place in the table and its compute state."""
+    """An admitted session: its place in the table, its compute state and its push links."""
 
     reservation: Reservation
     row_bytes: int  # KV-cache bound of one batch row
     compute: SessionCompute
-
-
-class _Conversation:
-    """One forward stream, read and written as messages, with the peer and session for logs."""
-
-    def __init__(self, stream: Stream, limits: ForwardLimits) -> None:
-        self.framed = FramedStream(
-            stream,
-            FrameConfig(
-                max_frame_size=limits.max_frame_size,
-                frame_timeout=limits.frame_timeout,
-                idle_timeout=limits.idle_timeout,
-                write_timeout=limits.write_timeout,
-            ),
-        )
-        self.wire_limits = WireLimits(
-            max_message_bytes=limits.max_frame_size,
-            tensor=TensorLimits(max_bytes=limits.max_frame_size),
-        )
-        self.idle_timeout = limits.idle_timeout
-        self.peer = stream_peer_id(stream)
-        self.session = "-"  # the session id (hex) once the client named it
-
-    async def next_message(self) -> Message | None:
-        """The next message, or None when the stream is over (the reason was logged or sent).
-
-        Raises:
-            StreamClosed, FrameTimeout: the peer left a frame unfinished; reset the stream.
-        """
-        try:
-            payload = await self.framed.read()
-        except StreamClosed as exc:
-            if exc.mid_frame:
-                raise
-            logger.debug("session %s from %s: stream ended", self.session, self.peer)
-            return None
-        except FrameTimeout as exc:
-            if exc.received:
-                raise
-            logger.info(
-                "session %s from %s: closed after %g s without a frame",
-                self.session,
-                self.peer,
-                self.idle_timeout,
-            )
-            return None
-        except FrameTooLarge as exc:
-            await self.refuse(ErrorCode.BAD_REQUEST, str(exc))
-            return None
-        try:
-            if len(payload) > _DECODE_IN_THREAD:
-                return await trio.to_thread.run_sync(decode, payload, self.wire_limits)
-            return decode(payload, self.wire_limits)
-        except RemoteProtocolError as exc:
-            await self.refuse(ErrorCode.BAD_REQUEST, f"not a valid message: {exc.reason}")
-            return None
-
-    async def send(self, payload: bytes) -> None:
-        """Write one encoded message (raises TransportError)."""
-        await self.framed.write(payload)
-
-    async def refuse(self, code: ErrorCode, reason: str) -> None:
-        """Answer with an error frame (raises TransportError)."""
-        logger.info("session %s from %s: %s: %s", self.session, self.peer, code.value, reason)
-        await self.send(ErrorFrame.refusal(code, reason).to_wire())
+    inbox: Inbox | None = None  # where its inputs come from (push_from); None: the client
+    push_out: PushOut | None = None  # where its results go before the client (push_to)
 
 
 class ForwardHandler:
@@ -135,16 +79,18 @@ class ForwardHandler:
         policy: ServePolicy,
         limits: ForwardLimits,
         compute: trio.CapacityLimiter,
+        links: PushLinks,
     ) -> None:
         self.served = served
         self.table = table
         self.policy = policy
         self.limits = limits
         self.compute = compute
+        self.links = links
 
     async def __call__(self, stream: Stream) -> None:
         """Drive one stream's session to its end; see the module rules."""
-        talk = _Conversation(stream, self.limits)
+        talk = Conversation(stream, self.limits)
         machine = ServerSession(self.policy)
         session: _Session | None = None
         try:
@@ -171,6 +117,7 @@ class ForwardHandler:
         finally:
             if session is not None:
                 session.reservation.release()
+                await self._unlink(session.compute, session.inbox, session.push_out)
                 logger.info(
                     "session %s from %s: released after %d steps",
                     talk.session,
@@ -178,42 +125,90 @@ class ForwardHandler:
                     machine.next_step,
                 )
 
-    async def _admit(self, talk: _Conversation, request: OpenSession) -> _Session | None:
-        """Reserve a place for an accepted open; None (and a busy frame) when there is none."""
+    async def _admit(self, talk: Conversation, request: OpenSession) -> _Session | None:
+        """Link and reserve a place for an accepted open; None (and an error frame) when the
+        push links or the capacity are not there."""
         talk.session = request.session_id.hex()
         row_bytes = self.served.kv_bytes_per_row(
             request.span_start, request.span_end, request.max_length
         )
-        compute = self.served.open(  # before admit: nothing may fail between admit and return
+        compute = self.served.open(
             request.session_id, request.span_start, request.span_end, request.max_length
         )
         try:
-            reservation = self.table.admit(row_bytes)
+            inbox, push_out = await self._link(request)
+        except PushFailed as exc:
+            await talk.refuse(ErrorCode.PUSH_FAILED, str(exc))
+            return None
+        try:
+            reservation = self.table.admit(row_bytes)  # last: nothing may fail after it
         except Busy as exc:
+            await self._unlink(compute, inbox, push_out)
             await talk.refuse(ErrorCode.BUSY, str(exc))
             return None
         logger.info(
-            "session %s from %s: opened [%d, %d) max_length %d",
+            "session %s from %s: opened [%d, %d) max_length %d%s%s",
             talk.session,
             talk.peer,
             request.span_start,
             request.span_end,
             request.max_length,
+            "" if request.push_from is None else f", pushed from {request.push_from}",
+            "" if request.push_to is None else f", pushing to {request.push_to}",
         )
-        return _Session(reservation, row_bytes, compute)
+        return _Session(reservation, row_bytes, compute, inbox, push_out)
+
+    async def _link(self, request: OpenSession) -> tuple[Inbox | None, PushOut | None]:
+        """The push links `request` asks for (raises `PushFailed`)."""
+        push_out = None
+        if request.push_to is not None:
+            push_out = await self.links.connect(request.push_to, request.push_addrs)
+        if request.push_from is None:
+            return None, push_out
+        try:
+            inbox = self.links.inbox(request.session_id, request.push_from, request.span_start)
+        except PushFailed:
+            if push_out is not None:
+                await push_out.aclose()
+            raise
+        return inbox, push_out
+
+    async def _unlink(self, compute: SessionCompute, inbox: Inbox | None,
+                      push_out: PushOut | None) -> None:
+        if inbox is not None:
+            self.links.drop(compute.session_id, inbox)
+        if push_out is not None:
+            await push_out.aclose()
 
     async def _step(
-        self, talk: _Conversation, machine: ServerSession, session: _Session, request: StepRequest
+        self, talk: Conversation, machine: ServerSession, session: _Session,
+        request: AnyStepRequest,
     ) -> bool:
         """Run one step and answer it; False when the session must end."""
+        pushed = isinstance(request, PushedStepRequest)
+        if isinstance(request, PushedStepRequest):
+            try:
+                step_input = await self._pushed_input(talk, session, request)
+            except PushFailed as exc:
+                machine.step_failed(request)
+                await talk.refuse(ErrorCode.PUSH_FAILED, str(exc))
+                return False
+            if step_input is None:
+                machine.step_failed(request)
+                return False
+        else:
+            step_input = request
         try:
             if session.compute.batch_size is None:  # the first step fixes the batch
-                session.reservation.resize(request.hidden.shape[0] * session.row_bytes)
+                session.reservation.resize(step_input.hidden.shape[0] * session.row_bytes)
             payload = await trio.to_thread.run_sync(
-                session.compute.run_step, request, limiter=self.compute
+                session.compute.run_step, step_input, limiter=self.compute
             )
         except (Busy, ModelError) as exc:
             machine.step_failed(request)
+            if pushed and not isinstance(exc, Busy):  # the previous hop's input, not the client's
+                await talk.refuse(ErrorCode.PUSH_FAILED, f"the pushed input cannot run: {exc}")
+                return False
             await talk.refuse(_code_of(exc), str(exc))
             return True
         except Exception:
@@ -225,8 +220,63 @@ class ForwardHandler:
             return False
         machine.step_done(request)
         logger.debug("session %s from %s: step %d done", talk.session, talk.peer, request.step)
+        if session.push_out is not None:
+            try:
+                await session.push_out.send(payload)
+            except PushFailed as exc:
+                await talk.refuse(ErrorCode.PUSH_FAILED, str(exc))
+                return False
         await talk.send(payload)
         return True
+
+    async def _pushed_input(self, talk: Conversation, session: _Session,
+                            request: PushedStepRequest) -> StepRequest | None:
+        """The step that runs `request` on the previous hop's pushed input; None when the
+        client spoke or left while we waited (the session ends).
+
+        Raises:
+            PushFailed: no acceptable push came within ``push_timeout``.
+            TransportError: the client left a frame unfinished meanwhile.
+        """
+        inbox = session.inbox
+        assert inbox is not None
+        pushed: StepResult | PushFailed | None = None
+        interrupted: Message | TransportError | str | None = None
+
+        async def take() -> None:
+            nonlocal pushed
+            try:
+                with trio.fail_after(self.limits.push_timeout):
+                    pushed = await inbox.take(request)
+            except trio.TooSlowError:
+                pushed = PushFailed(f"no input pushed within {self.limits.push_timeout} s")
+            except PushFailed as exc:
+                pushed = exc
+            nursery.cancel_scope.cancel()
+
+        async def watch() -> None:
+            nonlocal interrupted
+            try:
+                interrupted = await talk.next_message() or "the stream ended"
+            except TransportError as exc:
+                interrupted = exc
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take)
+            nursery.start_soon(watch)
+        if isinstance(interrupted, TransportError):
+            raise interrupted
+        if interrupted is not None:
+            what = interrupted if isinstance(interrupted, str) else f"sent {interrupted.KIND}"
+            logger.info("session %s from %s: %s during pushed step %d; ended", talk.session,
+                        talk.peer, what, request.step)
+            return None
+        if isinstance(pushed, PushFailed):
+            raise pushed
+        assert pushed is not None
+        return StepRequest(request.session_id, request.step, request.position_start,
+                           pushed.receipt.body.output_hash, pushed.hidden)
 
 
 def _code_of(exc: Exception) -> ErrorCode:

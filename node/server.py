@@ -59,6 +59,7 @@ from darwin.node.ledger_sync import LEDGER_SYNC_PROTOCOL, LedgerSyncHandler, cat
 from darwin.node.proof_exchange import PROOF_PROTOCOL, ProofHandler
 from darwin.node.proof_store import PROOFS_DIR, ProofStore
 from darwin.node.pubsub import PubsubConfig
+from darwin.node.push import PUSH_PROTOCOL, PushLinks
 from darwin.node.retention import RetentionStore
 from darwin.node.served_span import ServedSpan
 from darwin.node.sessions import SessionLimits, SessionTable
@@ -319,8 +320,11 @@ def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: Session
         retention_s=config.retention_s,
     )
     compute = trio.CapacityLimiter(config.compute_threads)
+    links = PushLinks(host, config.forward)
+    host.set_stream_handler(PUSH_PROTOCOL, links)
     host.set_stream_handler(
-        FORWARD_PROTOCOL, ForwardHandler(served, sessions, policy, config.forward, compute)
+        FORWARD_PROTOCOL,
+        ForwardHandler(served, sessions, policy, config.forward, compute, links),
     )
     host.set_stream_handler(INFO_PROTOCOL, InfoHandler(served, sessions, config.info))
     cheat = config.cheat if config.cheat in ("refuse", "inconsistent") else None

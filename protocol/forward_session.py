@@ -8,6 +8,8 @@ Rules (``specs/forward-protocol.md``):
 - Steps run ``0, 1, 2, ...``; each starts at the position where the previous one ended and
   must fit in the session's ``max_length``. A refused step changes nothing, so the client may
   retry it.
+- A session opened with ``push_from`` takes ``PushedStepRequest`` (its input comes from the
+  previous hop's push); any other session takes ``StepRequest``. The other kind is refused.
 - The driver calls `ServerSession.receive` with each decoded message and acts on the returned
   event; after running a step it calls `ServerSession.step_done`, or `step_failed` when the
   step could not run (the client may then retry it).
@@ -20,7 +22,17 @@ from enum import Enum
 
 from .errors import RemoteProtocolError
 from .ids import ModelId
-from .messages import CloseSession, ErrorCode, Message, OpenSession, SessionOpened, StepRequest
+from .messages import (
+    CloseSession,
+    ErrorCode,
+    Message,
+    OpenSession,
+    PushedStepRequest,
+    SessionOpened,
+    StepRequest,
+)
+
+AnyStepRequest = StepRequest | PushedStepRequest
 
 
 class SessionState(Enum):
@@ -62,7 +74,7 @@ class Opened:
 class RunStep:
     """Event: run this step, then call `ServerSession.step_done`."""
 
-    request: StepRequest
+    request: AnyStepRequest
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class ServerSession:
         self.opened: OpenSession | None = None
         self.next_step = 0
         self.position = 0
-        self._running: StepRequest | None = None
+        self._running: AnyStepRequest | None = None
 
     def receive(self, message: Message) -> Event:
         """Take a decoded client message and say what to do.
@@ -97,7 +109,7 @@ class ServerSession:
                 raise Refusal(ErrorCode.BAD_REQUEST,
                               f"expected open_session, got {message.KIND}")
             return self._open(message)
-        if isinstance(message, StepRequest):
+        if isinstance(message, StepRequest | PushedStepRequest):
             return RunStep(self._check_step(message))
         if isinstance(message, CloseSession):
             self._check_session_id(message.session_id)
@@ -105,14 +117,14 @@ class ServerSession:
             return Closed()
         raise Refusal(ErrorCode.BAD_REQUEST, f"unexpected {message.KIND} in an open session")
 
-    def step_done(self, request: StepRequest) -> None:
+    def step_done(self, request: AnyStepRequest) -> None:
         """Advance past a step that ran; only the step `receive` returned may be reported."""
         assert request is self._running, "step_done for a step that was not started"
         self._running = None
         self.next_step += 1
-        self.position += request.hidden.shape[1]
+        self.position += request.position_count
 
-    def step_failed(self, request: StepRequest) -> None:
+    def step_failed(self, request: AnyStepRequest) -> None:
         """Forget a step that `receive` returned but that could not run; nothing advances."""
         assert request is self._running, "step_failed for a step that was not started"
         self._running = None
@@ -137,9 +149,14 @@ class ServerSession:
                               retention_s=policy.retention_s)
         return Opened(request, reply)
 
-    def _check_step(self, request: StepRequest) -> StepRequest:
+    def _check_step(self, request: AnyStepRequest) -> AnyStepRequest:
         assert self.opened is not None
         self._check_session_id(request.session_id)
+        pushed = self.opened.push_from is not None
+        if pushed != isinstance(request, PushedStepRequest):
+            raise Refusal(ErrorCode.BAD_REQUEST,
+                          "this session takes its input from the previous hop's push"
+                          if pushed else "this session takes its input from the client")
         if self._running is not None:
             raise Refusal(ErrorCode.BAD_REQUEST, "a step is already running")
         if request.step != self.next_step:
@@ -149,9 +166,9 @@ class ServerSession:
             raise Refusal(ErrorCode.BAD_REQUEST,
                           f"step starts at position {request.position_start}, "
                           f"the session is at {self.position}")
-        if self.position + request.hidden.shape[1] > self.opened.max_length:
+        if self.position + request.position_count > self.opened.max_length:
             raise Refusal(ErrorCode.LENGTH_EXCEEDED,
-                          f"{request.hidden.shape[1]} more tokens pass max_length "
+                          f"{request.position_count} more tokens pass max_length "
                           f"{self.opened.max_length}")
         self._running = request
         return request

@@ -38,6 +38,8 @@ DEFAULT_LIMITS = WireLimits()
 MAX_SESSION_LENGTH = 2**24
 MAX_ERROR_CHARS = 1024
 MAX_VERSION_CHARS = 64
+MAX_PUSH_ADDRS = 8
+MAX_ADDR_CHARS = 256
 
 
 class ErrorCode(Enum):
@@ -52,6 +54,7 @@ class ErrorCode(Enum):
     NOT_FOUND = "not_found"  # the node does not hold what was asked for (a proof by hash)
     LENGTH_EXCEEDED = "length_exceeded"  # positions beyond the session's max_length
     BUSY = "busy"  # no capacity now; retry elsewhere
+    PUSH_FAILED = "push_failed"  # the session's node-to-node link failed; nobody is blamed
     INTERNAL = "internal"
 
 
@@ -104,7 +107,25 @@ def _wire_value(value: object) -> object:
         return value.to_obj()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, tuple):
+        return list(value)
     return value
+
+
+def _require_optional_peer(name: str, value: object) -> None:
+    """Raises LocalProtocolError: unless ``value`` is None or a valid peer id."""
+    if value is None:
+        return
+    try:
+        public_key_from_peer_id(value)  # type: ignore[arg-type]
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(f"{name}: {exc.reason}") from exc
+
+
+def _optional_peer(value: object) -> PeerId | None:
+    if value is not None and not isinstance(value, str):
+        raise RemoteProtocolError(f"expected a peer id or nil, got {shown(value)}")
+    return None if value is None else PeerId(value)
 
 
 def _require_hidden(name: str, hidden: object) -> WireTensor:
@@ -116,7 +137,12 @@ def _require_hidden(name: str, hidden: object) -> WireTensor:
 
 @dataclass(frozen=True)
 class OpenSession(_Message):
-    """Client → node: open an inference session over layers ``[span_start, span_end)``."""
+    """Client → node: open an inference session over layers ``[span_start, span_end)``.
+
+    With ``push_from`` the session takes each step's input from that node's pushes (the
+    previous hop, over ``/darwin/push/1``) instead of from the client; with ``push_to`` it
+    pushes each step's result to that node (the next hop) before answering the client.
+    """
 
     KIND: ClassVar[str] = "open_session"
     session_id: SessionId  # 16 bytes, the same for every hop of one inference session
@@ -125,6 +151,9 @@ class OpenSession(_Message):
     span_start: int
     span_end: int
     max_length: int  # most positions the session will hold (prompt plus generated tokens)
+    push_from: PeerId | None = None  # the previous hop, whose pushes are this session's inputs
+    push_to: PeerId | None = None  # the next hop, to which this session pushes its results
+    push_addrs: tuple[str, ...] = ()  # multiaddrs of push_to (may be empty: the node may know)
 
     def __post_init__(self) -> None:
         require_bytes("session_id", self.session_id, SESSION_ID_SIZE)
@@ -132,6 +161,14 @@ class OpenSession(_Message):
         require_optional_bytes("adapter_id", self.adapter_id, DIGEST_SIZE)
         require_span(self.span_start, self.span_end)
         require_int("max_length", self.max_length, 1, MAX_SESSION_LENGTH)
+        _require_optional_peer("push_from", self.push_from)
+        _require_optional_peer("push_to", self.push_to)
+        if not isinstance(self.push_addrs, tuple) or len(self.push_addrs) > MAX_PUSH_ADDRS:
+            raise LocalProtocolError(f"push_addrs must be a tuple of at most {MAX_PUSH_ADDRS}")
+        for addr in self.push_addrs:
+            require_text("push_addrs item", addr, MAX_ADDR_CHARS)
+        if self.push_addrs and self.push_to is None:
+            raise LocalProtocolError("push_addrs without push_to")
 
     @classmethod
     def from_obj(cls, obj: object, limits: WireLimits) -> Self:
@@ -145,6 +182,9 @@ class OpenSession(_Message):
                 span_start=reader.integer("span_start"),
                 span_end=reader.integer("span_end"),
                 max_length=reader.integer("max_length"),
+                push_from=_optional_peer(reader.value("push_from")),
+                push_to=_optional_peer(reader.value("push_to")),
+                push_addrs=tuple(reader.array_of("push_addrs", str, "str")),
             )
 
 
@@ -203,6 +243,11 @@ class StepRequest(_Message):
         if self.input_hash != self.hidden.digest():
             raise LocalProtocolError("input_hash is not the digest of hidden")
 
+    @property
+    def position_count(self) -> int:
+        """Positions this step adds: hidden's seq length."""
+        return self.hidden.shape[1]
+
     @classmethod
     def create(
         cls, session_id: SessionId, step: int, position_start: int, hidden: WireTensor
@@ -222,6 +267,41 @@ class StepRequest(_Message):
                 position_start=reader.integer("position_start"),
                 input_hash=reader.binary("input_hash"),
                 hidden=hidden,
+            )
+
+
+@dataclass(frozen=True)
+class PushedStepRequest(_Message):
+    """Client → node: run the next step on the input the previous hop pushes.
+
+    For a session opened with ``push_from``: the pushed frame is that node's `StepResult` for
+    the same step and positions; the node answers with its own `StepResult` as usual.
+    """
+
+    KIND: ClassVar[str] = "pushed_step_request"
+    session_id: SessionId
+    step: int
+    position_start: int
+    position_count: int  # the seq length the pushed input must have
+
+    def __post_init__(self) -> None:
+        require_bytes("session_id", self.session_id, SESSION_ID_SIZE)
+        require_int("step", self.step, 0, U32_MAX)
+        require_int("position_start", self.position_start, 0, U32_MAX)
+        require_int("position_count", self.position_count, 1, U32_MAX)
+        require_int("position_start + position_count", self.position_start + self.position_count,
+                    1, U32_MAX + 1)
+
+    @classmethod
+    def from_obj(cls, obj: object, limits: WireLimits) -> Self:
+        """Decode (``RemoteProtocolError``)."""
+        reader = cls._reader(obj)
+        with blame_peer(cls.KIND):
+            return cls(
+                session_id=SessionId(reader.binary("session_id")),
+                step=reader.integer("step"),
+                position_start=reader.integer("position_start"),
+                position_count=reader.integer("position_count"),
             )
 
 
@@ -371,6 +451,7 @@ Message = (
     OpenSession
     | SessionOpened
     | StepRequest
+    | PushedStepRequest
     | StepResult
     | CloseSession
     | ErrorFrame
@@ -379,8 +460,8 @@ Message = (
 )
 _KINDS: dict[str, type[Message]] = {
     kind.KIND: kind
-    for kind in (OpenSession, SessionOpened, StepRequest, StepResult, CloseSession, ErrorFrame,
-                 InfoRequest, NodeInfo)
+    for kind in (OpenSession, SessionOpened, StepRequest, PushedStepRequest, StepResult,
+                 CloseSession, ErrorFrame, InfoRequest, NodeInfo)
 }
 
 

@@ -11,6 +11,8 @@ from darwin.protocol import (
     InfoRequest,
     ModelId,
     OpenSession,
+    PeerId,
+    PushedStepRequest,
     SessionId,
     StepRequest,
     WireTensor,
@@ -121,3 +123,26 @@ def test_close_ends_the_session_and_nothing_follows() -> None:
     assert isinstance(machine.receive(CloseSession(SESSION)), Closed)
     with pytest.raises(Refusal):
         machine.receive(_step(0, 0))
+
+
+PREVIOUS_HOP = PeerId("12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB")
+
+
+def test_a_session_fed_by_pushes_takes_pushed_steps_in_order_and_refuses_client_input() -> None:
+    machine = ServerSession(POLICY)
+    machine.receive(_open(push_from=PREVIOUS_HOP))
+    with pytest.raises(Refusal, match="previous hop"):
+        machine.receive(_step(0, 0))
+    for step, (position, seq) in enumerate([(0, 5), (5, 1)]):
+        event = machine.receive(PushedStepRequest(SESSION, step, position, seq))
+        assert isinstance(event, RunStep)
+        machine.step_done(event.request)
+    assert (machine.next_step, machine.position) == (2, 6)
+    with pytest.raises(Refusal, match="max_length"):
+        machine.receive(PushedStepRequest(SESSION, 2, 6, 11))
+
+
+def test_a_session_fed_by_the_client_refuses_pushed_steps() -> None:
+    machine = _opened()
+    with pytest.raises(Refusal, match="from the client"):
+        machine.receive(PushedStepRequest(SESSION, 0, 0, 1))

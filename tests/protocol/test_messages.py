@@ -25,6 +25,7 @@ from darwin.protocol import (
     ModelId,
     NodeInfo,
     OpenSession,
+    PushedStepRequest,
     RemoteProtocolError,
     SessionId,
     SessionOpened,
@@ -64,8 +65,12 @@ def messages(swarm: Swarm) -> list[Message]:
     return [
         OpenSession(SESSION, MODEL, None, 0, 12, 2048),
         OpenSession(SESSION, MODEL, b"\x03" * 32, 12, 24, 1),
+        OpenSession(SESSION, MODEL, None, 4, 8, 64, push_from=swarm.identities[0].peer_id,
+                    push_to=swarm.identities[1].peer_id,
+                    push_addrs=("/ip4/127.0.0.1/tcp/4001",)),
         SessionOpened(SESSION, 0, 12, 2048, 3600),
         *(StepRequest.create(SESSION, 3, 7, hidden(dtype=dtype)) for dtype in DType),
+        PushedStepRequest(SESSION, 3, 7, 2),
         step_result(swarm),
         CloseSession(SESSION),
         ErrorFrame(ErrorCode.BUSY, "no free slot; try another peer"),
@@ -89,8 +94,8 @@ def test_every_message_is_a_map_with_version_and_kind(messages: list[Message]) -
         obj = msgpack.unpackb(encode(message))
         assert obj["v"] == PROTOCOL_VERSION and obj["kind"] == message.KIND
         kinds.add(obj["kind"])
-    assert kinds == {"open_session", "session_opened", "step_request", "step_result",
-                     "close_session", "error", "info_request", "node_info"}
+    assert kinds == {"open_session", "session_opened", "step_request", "pushed_step_request",
+                     "step_result", "close_session", "error", "info_request", "node_info"}
 
 
 def test_from_wire_refuses_a_frame_of_another_kind() -> None:
@@ -142,6 +147,35 @@ def test_a_malformed_open_session_is_a_remote_protocol_error(
 ) -> None:
     with pytest.raises(RemoteProtocolError):
         decode(reencode(messages[0], **changes))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"push_from": "not a peer id"},
+        {"push_to": 7},
+        {"push_from": b"\x01" * 34},
+        {"push_addrs": "/ip4/127.0.0.1/tcp/1"},
+        {"push_addrs": ["/ip4/127.0.0.1/tcp/1"] * 9},
+        {"push_addrs": ["x" * 257]},
+        {"push_addrs": [7]},
+        {"push_to": None},  # addresses without a peer to push to
+    ],
+)
+def test_a_malformed_push_link_in_open_session_is_a_remote_protocol_error(
+    messages: list[Message], changes: dict[str, object]
+) -> None:
+    with pytest.raises(RemoteProtocolError):
+        decode(reencode(messages[2], **changes))
+
+
+@pytest.mark.parametrize("changes", [{"position_count": 0}, {"position_start": 2**32},
+                                     {"step": -1}, {"position_count": DELETE}])
+def test_a_malformed_pushed_step_request_is_a_remote_protocol_error(
+    changes: dict[str, object]
+) -> None:
+    with pytest.raises(RemoteProtocolError):
+        decode(reencode(PushedStepRequest(SESSION, 0, 0, 1), **changes))
 
 
 def test_a_step_request_whose_hash_is_not_its_tensors_digest_is_refused() -> None:
