@@ -18,10 +18,18 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
 - It ends: each failure excludes one more node, ``max_failovers`` bounds them, and every
   network wait below has its own deadline. With no provider left for some blocks the session
   raises `NoRoute` ("no available provider serves blocks [a, b)").
+- With a router that `pushes`, the first route is opened with push links (each hop pushes
+  its output to the next; ``specs/forward-protocol.md``, "Pushed activations"): the client
+  sends the first hop its input, asks every later hop for the step at once, and checks each
+  receipt as the results arrive, keeping every boundary's inputs as in a relayed step. The
+  first fault of any kind ends pushing for the session: every hop is closed, the node at
+  fault is excluded when the fault is its own (a `LinkFailed` is nobody's), and the whole
+  model is routed again, relayed, and replayed from the first hop's inputs.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable
@@ -33,7 +41,15 @@ import trio
 
 from darwin.client.route import Hop as RouteHop
 from darwin.client.route import NoRoute, Provider, RouteCosts, route_admitting
-from darwin.client.session import Hop, HopFailed, InferenceSession, SessionInfo
+from darwin.client.session import (
+    Hop,
+    HopFailed,
+    InferenceSession,
+    LinkFailed,
+    PushedHop,
+    SessionInfo,
+)
+from darwin.node.torch_wire import digest
 from darwin.protocol import Receipt, RemoteProtocolError
 
 logger = logging.getLogger(__name__)
@@ -48,12 +64,16 @@ class SessionFailed(Exception):
 class Router(Protocol):
     """Finds and opens hops for a run of blocks (over the network, or in tests in memory)."""
 
+    pushes: bool  # whether the hops it opens can push to each other
+
     async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
         """The hops to cover ``[start, end)`` without the excluded peers (raises `NoRoute`)."""
         ...
 
-    async def open(self, hop: RouteHop) -> Hop:
-        """Open a session on one route hop (raises `HopFailed`)."""
+    async def open(self, hop: RouteHop, push_from: RouteHop | None = None,
+                   push_to: RouteHop | None = None) -> Hop:
+        """Open a session on one route hop, fed by `push_from`'s pushes and pushing to
+        `push_to` when given (only when `pushes`; raises `HopFailed`)."""
         ...
 
 
@@ -119,6 +139,7 @@ class FailoverSession(InferenceSession):
         inputs: boundary -> the hidden states sent to the hop starting there, one per step.
         replay_receipts: the checked receipts of replayed steps (not in the trace).
         failure_reasons: peer id -> why it was excluded (also when it could not be replaced).
+        pushing: whether the current route's hops push to each other.
     """
 
     def __init__(self, info: SessionInfo, router: Router,
@@ -132,6 +153,7 @@ class FailoverSession(InferenceSession):
         self.step_positions: list[tuple[int, int]] = []  # (position_start, count) per step
         self.replay_receipts: list[Receipt] = []
         self.failure_reasons: dict[str, str] = {}
+        self.pushing = router.pushes
 
     @classmethod
     async def open(cls, info: SessionInfo, router: Router,
@@ -144,6 +166,7 @@ class FailoverSession(InferenceSession):
         """
         session = cls(info, router, config)
         session.hops = await session._open_segment(0, info.n_layers, replay_steps=0)
+        session.pushing = session.pushing and len(session.hops) > 1
         return session
 
     async def step(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -153,6 +176,84 @@ class FailoverSession(InferenceSession):
             NoRoute, SessionFailed: a failed hop could not be replaced.
             StepRefused: a node refused the step as malformed (a client bug).
         """
+        if self.pushing:
+            try:
+                return await self._pushed_step(hidden)
+            except HopFailed as failure:
+                await self._stop_pushing(failure)
+        return await self._relayed_step(hidden)
+
+    async def _pushed_step(self, hidden: torch.Tensor) -> torch.Tensor:
+        """One step over pushing hops; nothing is recorded unless every hop's result checks.
+
+        Raises:
+            HopFailed: a hop failed or its receipt does not check (`LinkFailed` when its
+                input is not what the previous hop says it pushed).
+        """
+        step, positions = self.next_step, (self.position, hidden.shape[1])
+        first, rest = self.hops[0], [_pushed(hop) for hop in self.hops[1:]]
+        for hop in rest:  # asked first, so each is waiting when its input is pushed
+            await hop.request_pushed(step, hidden)
+        unread = collections.deque(rest)
+        try:
+            output, receipt = await first.step(step, hidden)
+            output_hash = digest(output)
+            inputs = [hidden]
+            receipts = [self._checked_result(first, step, digest(hidden), output_hash,
+                                             receipt, positions)]
+            while unread:  # each tensor is hashed once: hop k's output is hop k+1's input
+                hop = unread.popleft()
+                hop_input, input_hash = output, output_hash
+                output, receipt = await hop.result(step, hidden)
+                if receipt.body.input_hash != input_hash:
+                    raise LinkFailed(hop.peer_id, f"step {step}: its input is not the output "
+                                                  f"of {receipts[-1].body.node_id}")
+                output_hash = digest(output)
+                receipts.append(self._checked_result(hop, step, input_hash, output_hash,
+                                                     receipt, positions))
+                inputs.append(hop_input)
+        except LinkFailed as failure:
+            raise await _own_fault(failure, unread, step, hidden) from None
+        for hop, hop_input in zip(self.hops, inputs, strict=True):
+            self.inputs.setdefault(hop.span[0], []).append(hop_input)
+        self.receipts.extend(receipts)
+        self.step_positions.append(positions)
+        self.next_step += 1
+        self.position += positions[1]
+        return output
+
+    def _checked_result(self, hop: Hop, step: int, input_hash: bytes, output_hash: bytes,
+                        receipt: Receipt, positions: tuple[int, int]) -> Receipt:
+        """`check_result`, with a receipt that does not check turned into the hop's failure."""
+        try:
+            self.check_result(hop, step, input_hash, output_hash, receipt, positions)
+        except RemoteProtocolError as exc:
+            raise HopFailed(hop.peer_id, f"protocol violation at step {step}: {exc}") from exc
+        return receipt
+
+    async def _stop_pushing(self, failure: HopFailed) -> None:
+        """Close the pushing route and go on relayed: route the whole model again (without
+        the node at fault, if the fault is its own) and replay every past step to it."""
+        step = self.next_step
+        failed = next((hop for hop in self.hops if hop.peer_id == failure.peer_id), None)
+        span = failed.span if failed is not None else (0, self.info.n_layers)
+        logger.warning("session %s: pushing stopped at step %d: %s",
+                       self.info.session_id.hex(), step, failure)
+        for hop in self.hops:
+            await self._close(hop)
+        if not isinstance(failure, LinkFailed):
+            self._exclude(failure)
+        self.pushing = False
+        self.hops = await self._open_segment(0, self.info.n_layers, replay_steps=step)
+        self.failovers.append(FailoverEvent(
+            step=step, peer_id=str(failure.peer_id), span=span, reason=failure.reason,
+            replacement=tuple((str(h.peer_id), *h.span) for h in self.hops),
+            replayed_steps=step))
+        boundaries = {h.span[0] for h in self.hops}
+        self.inputs = {b: kept for b, kept in self.inputs.items() if b in boundaries}
+
+    async def _relayed_step(self, hidden: torch.Tensor) -> torch.Tensor:
+        """One step, the client sending every hop its input and replacing failed hops."""
         step = self.next_step
         positions = (self.position, hidden.shape[1])
         self.step_positions.append(positions)
@@ -209,7 +310,7 @@ class FailoverSession(InferenceSession):
         """
         while True:
             route = await self.router.route(start, end, frozenset(self.excluded))
-            opened, failures = await self._open_all(route)
+            opened, failures = await self._open_all(route, push=self.pushing)
             if not failures:
                 try:
                     self.inputs.update(await self._replay(opened, start, replay_steps))
@@ -220,10 +321,15 @@ class FailoverSession(InferenceSession):
                 await self._close(hop)
             for failure in failures:
                 logger.warning("session %s: %s", self.info.session_id.hex(), failure)
-                self._exclude(failure)
+                if isinstance(failure, LinkFailed):
+                    self.pushing = False  # nobody to blame: open the route relayed
+                else:
+                    self._exclude(failure)
 
-    async def _open_all(self, route: list[RouteHop]) -> tuple[list[Hop], list[HopFailed]]:
-        """Open every hop of `route` at once: (the hops opened, in route order; the failures).
+    async def _open_all(self, route: list[RouteHop],
+                        push: bool) -> tuple[list[Hop], list[HopFailed]]:
+        """Open every hop of `route` at once, linked to push to each other if `push`:
+        (the hops opened, in route order; the failures).
 
         Each open is a round trip or more to another node; one after another, they would be
         most of the time a session takes to start.
@@ -232,8 +338,13 @@ class FailoverSession(InferenceSession):
         failures: list[HopFailed] = []
 
         async def open_one(index: int) -> None:
+            links: dict[str, RouteHop] = {}
+            if push and index > 0:
+                links["push_from"] = route[index - 1]
+            if push and index + 1 < len(route):
+                links["push_to"] = route[index + 1]
             try:
-                opened[index] = await self.router.open(route[index])
+                opened[index] = await self.router.open(route[index], **links)
             except HopFailed as failure:
                 failures.append(failure)
 
@@ -275,3 +386,24 @@ class FailoverSession(InferenceSession):
     async def _close(self, hop: Hop) -> None:
         with trio.move_on_after(self.config.close_timeout):
             await hop.aclose()
+
+
+async def _own_fault(failure: LinkFailed, unread: Iterable[PushedHop], step: int,
+                     like: torch.Tensor) -> HopFailed:
+    """The failure to act on when a pushed step broke on `failure`: the first hop after it
+    that failed on its own account (a dead node ends its stream at once, and each hop that
+    waits for a push from a failed one answers ``push_failed`` at once), or `failure`."""
+    for hop in unread:
+        try:
+            await hop.result(step, like)
+        except LinkFailed:
+            continue
+        except HopFailed as own:
+            return own
+    return failure
+
+
+def _pushed(hop: Hop) -> PushedHop:
+    """A hop of a pushing route past the first: one its router opened with push links."""
+    assert isinstance(hop, PushedHop), "a pushing route's hop cannot take pushed steps"
+    return hop

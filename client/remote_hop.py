@@ -10,6 +10,11 @@ Rules (``specs/forward-protocol.md``):
   stream is reset: the caller routes around the node. An error frame refusing a step
   (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
 - The hop tracks its own positions: a step starts where the previous one ended.
+- A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
+  from the previous hop's pushes (``specs/forward-protocol.md``, "Pushed activations"). A
+  pushed step is asked for (`request_pushed`) and then read (`result`), so a client can ask
+  every hop of a route before the first one answers. An error frame ``push_failed`` raises
+  `LinkFailed`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import trio
 
-from darwin.client.session import HopFailed, StepRefused
+from darwin.client.session import HopFailed, LinkFailed, StepRefused
 from darwin.node.framing import FrameConfig, FramedStream, TransportError
 from darwin.node.host import Host
 from darwin.node.torch_wire import from_wire, to_wire
@@ -33,6 +38,7 @@ from darwin.protocol import (
     ModelId,
     OpenSession,
     PeerId,
+    PushedStepRequest,
     Receipt,
     RemoteProtocolError,
     SessionId,
@@ -72,6 +78,14 @@ class HopTarget:
 
 
 @dataclass(frozen=True)
+class HopLinks:
+    """The push links of one hop: who pushes its inputs, where it pushes its results."""
+
+    push_from: str | None = None  # the previous hop's peer id
+    push_to: HopTarget | None = None  # the next hop
+
+
+@dataclass(frozen=True)
 class SessionTerms:
     """What every hop of one inference session is opened with."""
 
@@ -103,10 +117,11 @@ class RemoteHop:
 
     @classmethod
     async def open(cls, host: Host, target: HopTarget, terms: SessionTerms,
-                   config: HopConfig = HopConfig()) -> RemoteHop:
+                   config: HopConfig = HopConfig(), links: HopLinks = HopLinks()) -> RemoteHop:
         """Open a forward stream to `target` and start the session on it.
 
         Raises:
+            LinkFailed: the node could not set up its push link.
             HopFailed: the node is unreachable, slow, refused the session, or answered with
                 anything but the `SessionOpened` we asked for.
         """
@@ -120,13 +135,19 @@ class RemoteHop:
                                    frame_timeout=config.step_timeout, idle_timeout=None,
                                    write_timeout=config.step_timeout)
         hop = cls(target, terms, FramedStream(stream, frame_config), config)
+        push_to = links.push_to
         request = OpenSession(session_id=terms.session_id, model_id=terms.model_id,
                               adapter_id=terms.adapter_id, span_start=target.start,
-                              span_end=target.end, max_length=terms.max_length)
+                              span_end=target.end, max_length=terms.max_length,
+                              push_from=None if links.push_from is None else PeerId(
+                                  links.push_from),
+                              push_to=None if push_to is None else PeerId(push_to.peer_id),
+                              push_addrs=() if push_to is None else push_to.addrs)
         reply = await hop._exchange(request, config.open_timeout, "open")
         if isinstance(reply, ErrorFrame):
             await hop._abort()
-            raise HopFailed(peer, f"refused the session ({reply.code.value}: {reply.message})")
+            failure = LinkFailed if reply.code is ErrorCode.PUSH_FAILED else HopFailed
+            raise failure(peer, f"refused the session ({reply.code.value}: {reply.message})")
         if not isinstance(reply, SessionOpened) or (
                 reply.session_id, reply.span_start, reply.span_end) != (
                 terms.session_id, target.start, target.end):
@@ -148,23 +169,46 @@ class RemoteHop:
             StepRefused: the node refused this step as malformed or out of order.
         """
         request = StepRequest.create(self.terms.session_id, step, self.position, to_wire(hidden))
-        reply = await self._exchange(request, self.config.step_timeout, f"step {step}")
+        await self._send(request, f"step {step}")
+        return await self.result(step, hidden)
+
+    async def request_pushed(self, step: int, like: torch.Tensor) -> None:
+        """Ask for step `step` on the input the previous hop pushes, as long as `like`
+        (read the answer with `result`).
+
+        Raises:
+            HopFailed: the stream broke or the node does not read.
+        """
+        request = PushedStepRequest(self.terms.session_id, step, self.position, like.shape[1])
+        await self._send(request, f"step {step}")
+
+    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+        """Read the answer to step `step`, whose output must have the shape and dtype of
+        `like`: the output and its receipt.
+
+        Raises:
+            HopFailed: the hop cannot go on (see the module rules).
+            LinkFailed: the node says the step's push link failed.
+            StepRefused: the node refused this step as malformed or out of order.
+        """
+        reply = await self._receive(self.config.step_timeout, f"step {step}")
         if isinstance(reply, ErrorFrame):
             if reply.code in STEP_REFUSAL_CODES:
                 raise StepRefused(f"{self.peer_id} refused step {step} "
                                   f"({reply.code.value}: {reply.message})")
             await self._abort()
-            raise HopFailed(self.peer_id, f"failed step {step} "
-                                          f"({reply.code.value}: {reply.message})")
+            failure = LinkFailed if reply.code is ErrorCode.PUSH_FAILED else HopFailed
+            raise failure(self.peer_id, f"failed step {step} "
+                                        f"({reply.code.value}: {reply.message})")
         if not isinstance(reply, StepResult) or reply.step != step:
             await self._abort()
             raise HopFailed(self.peer_id, f"answered step {step} with an unexpected {reply.KIND}")
         output = from_wire(reply.hidden)  # (batch, seq, hidden)
-        if output.shape != hidden.shape or output.dtype != hidden.dtype:
+        if output.shape != like.shape or output.dtype != like.dtype:
             await self._abort()
             raise HopFailed(self.peer_id, f"returned {output.dtype} {list(output.shape)} for "
-                                          f"{hidden.dtype} {list(hidden.shape)}")
-        self.position += hidden.shape[1]
+                                          f"{like.dtype} {list(like.shape)}")
+        self.position += like.shape[1]
         return output, reply.receipt
 
     async def aclose(self) -> None:
@@ -188,9 +232,34 @@ class RemoteHop:
         Raises:
             HopFailed: the stream broke, the time ran out, or the answer is not a message.
         """
+        with trio.move_on_after(timeout) as scope:
+            await self._send(request, what)
+            return await self._receive(scope.deadline - trio.current_time(), what)
+        await self._abort()
+        raise HopFailed(self.peer_id, f"no answer to {what} within {timeout} s")
+
+    async def _send(self, request: Message, what: str) -> None:
+        """Write one frame within the step timeout (raises `HopFailed`)."""
+        timeout = self.config.step_timeout
         try:
             with trio.fail_after(timeout):
                 await self.framed.write(request.to_wire())
+                return
+        except trio.TooSlowError:
+            reason = f"did not take {what} within {timeout} s"
+        except TransportError as exc:
+            reason = f"stream failed during {what}: {exc}"
+        await self._abort()
+        raise HopFailed(self.peer_id, reason)
+
+    async def _receive(self, timeout: float, what: str) -> Message:
+        """Read one answer within `timeout` seconds.
+
+        Raises:
+            HopFailed: the stream broke, the time ran out, or the answer is not a message.
+        """
+        try:
+            with trio.fail_after(timeout):
                 return decode(await self.framed.read())
         except trio.TooSlowError:
             reason = f"no answer to {what} within {timeout} s"

@@ -15,7 +15,7 @@ Rules (DESIGN.md, "The inference path"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -45,6 +45,13 @@ class HopFailed(Exception):
         self.reason = reason
 
 
+class LinkFailed(HopFailed):
+    """A hop says the push link it shares with a neighbour failed (``push_failed``), or its
+    receipt's input is not what the previous hop says it pushed. Either side may be at fault
+    and the client cannot tell which, so nobody is excluded for it; the session stops
+    pushing (`darwin.client.failover`)."""
+
+
 class StepRefused(Exception):
     """A node refused a step as malformed or out of order: a client-side bug, not the node's."""
 
@@ -61,6 +68,16 @@ class Hop(Protocol):
     async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PushedHop(Hop, Protocol):
+    """A hop whose input the previous hop pushes to it: the client asks for a step, then
+    reads its result, and sends no hidden states."""
+
+    async def request_pushed(self, step: int, like: torch.Tensor) -> None: ...
+
+    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]: ...
 
 
 @dataclass(frozen=True)
@@ -106,13 +123,22 @@ class InferenceSession:
             ReceiptError, SignatureError: the receipt does not match what was exchanged.
         """
         output, receipt = await hop.step(step, hidden)
+        self.check_result(hop, step, digest(hidden), digest(output), receipt, positions)
+        return output, receipt
+
+    def check_result(self, hop: Hop, step: int, input_hash: bytes, output_hash: bytes,
+                     receipt: Receipt, positions: tuple[int, int]) -> None:
+        """Check a hop's receipt for one step against the digests of its input and output.
+
+        Raises:
+            ReceiptError, SignatureError: the receipt does not match what was exchanged.
+        """
         check_receipt(
             receipt, expected_node=hop.peer_id, model_id=self.info.model_id,
             session_id=self.info.session_id, step=step, span=hop.span,
-            input_hash=digest(hidden), output_hash=digest(output),
+            input_hash=input_hash, output_hash=output_hash,
             adapter_id=self.info.adapter_id, positions=positions,
         )
-        return output, receipt
 
     def trace(self) -> Trace:
         """The session's trace so far."""

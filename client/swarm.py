@@ -5,7 +5,8 @@ Rules:
   session dtype: the configured one, or the one most nodes compute in.
 - `SwarmRouter` routes over the offers it knows; when no route exists and nodes have failed
   since it last looked, it looks once more (a replica may have joined), then gives up with
-  `NoRoute`. It opens hops as `RemoteHop`s.
+  `NoRoute`. It opens hops as `RemoteHop`s, linked to push activations node to node unless
+  the config says ``push=False``.
 - Every session gets a fresh random session id; the client's own libp2p host is the caller's.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 from darwin.client.discovery import DiscoveryConfig, Offer, choose_dtype, discover
 from darwin.client.failover import FailoverConfig, FailoverSession, find_subroute
-from darwin.client.remote_hop import HopConfig, HopTarget, RemoteHop, SessionTerms
+from darwin.client.remote_hop import HopConfig, HopLinks, HopTarget, RemoteHop, SessionTerms
 from darwin.client.route import Hop as RouteHop
 from darwin.client.route import NoRoute, Provider, RouteCosts
 from darwin.client.session import Hop, HopFailed, SessionInfo
@@ -40,6 +41,7 @@ class SwarmConfig:
     costs: RouteCosts = field(default_factory=RouteCosts)
     dtype: DType | None = None  # the hidden states' dtype; None: what most nodes compute in
     probation_share: float = 0.1  # share of sessions that admit nodes on probation
+    push: bool = True  # hops push activations to each other; False: the client relays them
 
 
 class SwarmRouter:
@@ -49,6 +51,7 @@ class SwarmRouter:
         self.client = client
         self.terms = terms
         self.admit_probation = admit_probation
+        self.pushes = client.config.push
 
     async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
         """The cheapest hops covering ``[start, end)`` outside `exclude` (raises `NoRoute`)."""
@@ -63,13 +66,20 @@ class SwarmRouter:
         return find_subroute(client.providers(), start, end, client.config.costs, exclude,
                              self.admit_probation)
 
-    async def open(self, hop: RouteHop) -> Hop:
-        """Open the session on one hop (raises `HopFailed`)."""
+    async def open(self, hop: RouteHop, push_from: RouteHop | None = None,
+                   push_to: RouteHop | None = None) -> Hop:
+        """Open the session on one hop, with the push links asked for (raises `HopFailed`)."""
+        links = HopLinks(push_from=None if push_from is None else push_from.provider.peer_id,
+                         push_to=None if push_to is None else self._target(push_to))
+        return await RemoteHop.open(self.client.host, self._target(hop), self.terms,
+                                    self.client.config.hop, links)
+
+    def _target(self, hop: RouteHop) -> HopTarget:
+        """Where `hop` runs (raises `HopFailed` for a node no longer offered)."""
         offer = self.client.offers.get(hop.provider.peer_id)
         if offer is None:
             raise HopFailed(hop.provider.peer_id, "no longer offered")
-        target = HopTarget(offer.peer_id, offer.addrs, hop.start, hop.end)
-        return await RemoteHop.open(self.client.host, target, self.terms, self.client.config.hop)
+        return HopTarget(offer.peer_id, offer.addrs, hop.start, hop.end)
 
 
 class SwarmClient:

@@ -2,7 +2,8 @@
 
 Two local swarms of three node processes each (module fixtures, started once):
 - ``chain``: blocks 0:2 (bootstrap), 2:4 and 1:3; the client routes 0:2 + 2:4.
-- ``replicated``: blocks 0:2 (bootstrap) and two replicas of 2:4, for killing nodes.
+- ``replicated``: blocks 0:2 (bootstrap) and three replicas of 2:4, for killing nodes (one
+  per kill test: pushed, relayed, then every one left).
 Greedy output must equal ``transformers`` ``generate(do_sample=False)`` in every case, also
 when a node is SIGKILLed mid-generation (the kill happens in the token callback, so it is
 deterministic: after token K, before step K+1 is sent).
@@ -27,6 +28,7 @@ from darwin.client.local_swarm import LocalSwarm
 from darwin.client.route import NoRoute
 from darwin.client.sampling import SamplingConfig
 from darwin.client.submit import Submission, SubmitConfig, SubmitResult
+from darwin.client.swarm import SwarmConfig
 from darwin.ledger import verify_ledger
 from darwin.model import make_tiny
 from darwin.protocol import Identity, verify_trace
@@ -47,13 +49,14 @@ def chain(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def replicated(tiny_llama: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSwarm]:
     with local_swarm(tiny_llama, tmp_path_factory.mktemp("replicated"),
-                     ["0:2", "2:4", "2:4"]) as swarm:
+                     ["0:2", "2:4", "2:4", "2:4"]) as swarm:
         yield swarm
 
 
-def _submission(model: Path, swarm: LocalSwarm, prompt: str) -> Submission:
+def _submission(model: Path, swarm: LocalSwarm, prompt: str, push: bool = True) -> Submission:
     return Submission(SubmitConfig(model=model, prompt=prompt, bootstrap=swarm.bootstrap,
-                                   sampling=SamplingConfig(max_new_tokens=NEW_TOKENS)))
+                                   sampling=SamplingConfig(max_new_tokens=NEW_TOKENS),
+                                   swarm=SwarmConfig(push=push)))
 
 
 def _expected(model: Path, submission: Submission) -> list[int]:
@@ -118,9 +121,10 @@ async def test_two_clients_generate_concurrently_through_the_same_nodes(
     assert len(sessions) == 2
 
 
+@pytest.mark.parametrize("push", [True, False], ids=["pushed", "relayed"])
 async def test_a_node_killed_mid_generation_is_replaced_with_identical_output(
-        tiny_llama: Path, replicated: LocalSwarm) -> None:
-    submission = _submission(tiny_llama, replicated, "A node dies in the middle")
+        tiny_llama: Path, replicated: LocalSwarm, push: bool) -> None:
+    submission = _submission(tiny_llama, replicated, "A node dies in the middle", push)
     killed: list[str] = []
 
     def on_token(_token: int) -> None:
@@ -134,8 +138,11 @@ async def test_a_node_killed_mid_generation_is_replaced_with_identical_output(
     [event] = result.failovers
     assert [event.peer_id] == killed and event.span == (2, 4)
     assert event.step == KILL_AFTER and event.replayed_steps == KILL_AFTER
-    [(replacement, start, end)] = event.replacement
+    # Relayed, only the dead node's blocks are replaced; pushed, the route is opened again
+    # without it (its neighbours' sessions were linked to it) and relays from then on.
+    *kept, (replacement, start, end) = event.replacement
     assert replacement != killed[0] and (start, end) == (2, 4)
+    assert [(a, b) for _, a, b in kept] == ([(0, 2)] if push else [])
     verify_trace(result.trace.receipts, model_id=submission.model_id, n_layers=4,
                  session_id=result.trace.receipts[0].body.session_id)
     assert len(result.trace.receipts) == 2 * len(result.token_ids)  # replays left out

@@ -67,8 +67,47 @@ class _FaultyHop:
 
 
 @dataclass
+class _LinkedHop:
+    """A local hop of a pushing route: its pushed input is what the hop of `source` pushed.
+    From step `equivocate_at` on, it pushes something else than it returns to the client."""
+
+    inner: Hop
+    router: _LocalRouter
+    source: str | None  # the previous hop's peer
+    equivocate_at: int | None = None
+    pushed: torch.Tensor | None = None  # what it pushed at its latest step
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.inner.span
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.inner.peer_id
+
+    async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+        output, receipt = await self.inner.step(step, hidden)
+        lie = self.equivocate_at is not None and step >= self.equivocate_at
+        self.pushed = output + 1e-3 if lie else output
+        return output, receipt
+
+    async def request_pushed(self, step: int, like: torch.Tensor) -> None:
+        pass  # the pushed input is read when the result is
+
+    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+        assert self.source is not None
+        pushed = self.router.linked[self.source].pushed
+        assert pushed is not None
+        return await self.step(step, pushed)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
 class _LocalRouter:
-    """Providers as (identity, span) in this process; `faults` maps a peer to (step, mode)."""
+    """Providers as (identity, span) in this process; `faults` maps a peer to (step, mode).
+    With `pushes`, hops opened with links push in memory (`_LinkedHop`)."""
 
     checkpoint: Checkpoint
     session_id: bytes
@@ -77,12 +116,27 @@ class _LocalRouter:
     faults: dict[str, tuple[int, str]] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
     opened: list[tuple[str, int, int]] = field(default_factory=list)
+    pushes: bool = False
+    equivocators: dict[str, int] = field(default_factory=dict)  # peer -> from which step
+    linked: dict[str, _LinkedHop] = field(default_factory=dict)
 
     async def route(self, start: int, end: int, exclude: frozenset[str]) -> list[RouteHop]:
         providers = [Provider(peer, a, b) for peer, (a, b) in self.spans.items()]
         return find_subroute(providers, start, end, exclude=exclude)
 
-    async def open(self, hop: RouteHop) -> Hop:
+    async def open(self, hop: RouteHop, push_from: RouteHop | None = None,
+                   push_to: RouteHop | None = None) -> Hop:
+        unlinked = await self._open(hop)
+        if push_from is None and push_to is None:
+            return unlinked
+        assert self.pushes, "asked to push without pushes"
+        peer = hop.provider.peer_id
+        linked = self.linked[peer] = _LinkedHop(
+            unlinked, self, None if push_from is None else push_from.provider.peer_id,
+            self.equivocators.get(peer))
+        return linked
+
+    async def _open(self, hop: RouteHop) -> Hop:
         peer = hop.provider.peer_id
         if peer in self.unreachable:
             raise HopFailed(peer, "connection refused")
@@ -246,6 +300,57 @@ async def test_every_hop_that_fails_to_open_is_excluded_at_once(tiny_llama: Path
 
     assert session.excluded == first
     assert {str(h.peer_id) for h in session.hops} == set(router.spans) - first
+
+
+async def test_a_pushing_route_gives_the_relayed_output_and_keeps_every_boundarys_inputs(
+        tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4)})
+    router.pushes = True
+
+    tokens, session = await _generate(checkpoint, router, info)
+
+    assert tokens == reference and session.pushing and session.failovers == []
+    assert {b: len(kept) for b, kept in session.inputs.items()} == {0: NEW_TOKENS, 2: NEW_TOKENS}
+    _verify(session)
+
+
+async def test_a_push_that_is_not_what_the_client_got_stops_pushing_and_excludes_nobody(
+        tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4)})
+    router.pushes = True
+    router.equivocators = {_peer(router, 0): 3}  # "a" or "b" may be lying: nobody can tell
+
+    tokens, session = await _generate(checkpoint, router, info)
+
+    assert tokens == reference and not session.pushing
+    [event] = session.failovers
+    assert (event.step, event.peer_id, event.replayed_steps) == (3, _peer(router, 1), 3)
+    assert "is not the output" in event.reason and session.excluded == set()
+    assert [(a, b) for _, a, b in event.replacement] == [(0, 2), (2, 4)]
+    _verify(session)
+
+
+async def test_a_hop_that_dies_on_a_pushing_route_is_excluded_and_the_model_rerouted_relayed(
+        tiny_llama: Path) -> None:
+    checkpoint = Checkpoint.open(tiny_llama)
+    reference = await _reference(checkpoint)
+    router, info = _router(checkpoint, {"a": (0, 2), "b": (2, 4), "b2": (2, 4)})
+    router.pushes = True
+    first = (await router.route(0, 4, frozenset()))[1].provider.peer_id
+    router.faults[first] = (3, "gone")
+
+    tokens, session = await _generate(checkpoint, router, info)
+
+    assert tokens == reference and not session.pushing
+    [event] = session.failovers
+    assert (event.step, event.peer_id, event.span, event.replayed_steps) == (3, first, (2, 4), 3)
+    assert session.excluded == {first} and first not in {p for p, _, _ in event.replacement}
+    assert len(session.replay_receipts) == 2 * 3  # both hops of the new route replayed 3 steps
+    _verify(session)
 
 
 async def test_without_a_replica_the_error_names_the_missing_blocks(tiny_llama: Path) -> None:
