@@ -191,12 +191,13 @@ class FailoverSession(InferenceSession):
                 input is not what the previous hop says it pushed).
         """
         step, positions = self.next_step, (self.position, hidden.shape[1])
-        first, rest = self.hops[0], [_pushed(hop) for hop in self.hops[1:]]
-        for hop in rest:  # asked first, so each is waiting when its input is pushed
+        first, *rest = [_pushed(hop) for hop in self.hops]
+        await first.request(step, hidden)
+        for hop in rest:  # each is asked long before the previous hop pushes
             await hop.request_pushed(step, hidden)
         unread = collections.deque(rest)
         try:
-            output, receipt = await first.step(step, hidden)
+            output, receipt = await first.result(step, hidden)
             output_hash = digest(output)
             inputs = [hidden]
             receipts = [self._checked_result(first, step, digest(hidden), output_hash,
@@ -404,6 +405,6 @@ async def _own_fault(failure: LinkFailed, unread: Iterable[PushedHop], step: int
 
 
 def _pushed(hop: Hop) -> PushedHop:
-    """A hop of a pushing route past the first: one its router opened with push links."""
+    """A hop of a pushing route: one its router opened with push links."""
     assert isinstance(hop, PushedHop), "a pushing route's hop cannot take pushed steps"
     return hop

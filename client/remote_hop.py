@@ -12,9 +12,9 @@ Rules (``specs/forward-protocol.md``):
 - The hop tracks its own positions: a step starts where the previous one ended.
 - A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
   from the previous hop's pushes (``specs/forward-protocol.md``, "Pushed activations"). A
-  pushed step is asked for (`request_pushed`) and then read (`result`), so a client can ask
-  every hop of a route before the first one answers. An error frame ``push_failed`` raises
-  `LinkFailed`.
+  step may be sent (`request`, or `request_pushed` for a pushed one) and read (`result`)
+  apart, so a client can ask every hop of a route before the first one answers. An error
+  frame ``push_failed`` raises `LinkFailed`.
 """
 
 from __future__ import annotations
@@ -168,9 +168,13 @@ class RemoteHop:
             HopFailed: the hop cannot go on (see the module rules).
             StepRefused: the node refused this step as malformed or out of order.
         """
+        await self.request(step, hidden)
+        return await self.result(step, hidden)
+
+    async def request(self, step: int, hidden: torch.Tensor) -> None:
+        """Send step `step` (read the answer with `result`; raises `HopFailed`)."""
         request = StepRequest.create(self.terms.session_id, step, self.position, to_wire(hidden))
         await self._send(request, f"step {step}")
-        return await self.result(step, hidden)
 
     async def request_pushed(self, step: int, like: torch.Tensor) -> None:
         """Ask for step `step` on the input the previous hop pushes, as long as `like`

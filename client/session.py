@@ -72,8 +72,11 @@ class Hop(Protocol):
 
 @runtime_checkable
 class PushedHop(Hop, Protocol):
-    """A hop whose input the previous hop pushes to it: the client asks for a step, then
-    reads its result, and sends no hidden states."""
+    """A hop of a pushing route: a step is sent (`request` to the first hop, `request_pushed`,
+    without hidden states, to the others) apart from reading its result, so the client can
+    ask every hop before the first one answers."""
+
+    async def request(self, step: int, hidden: torch.Tensor) -> None: ...
 
     async def request_pushed(self, step: int, like: torch.Tensor) -> None: ...
 

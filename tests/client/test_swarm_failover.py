@@ -76,6 +76,7 @@ class _LinkedHop:
     source: str | None  # the previous hop's peer
     equivocate_at: int | None = None
     pushed: torch.Tensor | None = None  # what it pushed at its latest step
+    sent: torch.Tensor | None = None  # what the client sent it (the first hop)
 
     @property
     def span(self) -> tuple[int, int]:
@@ -91,14 +92,16 @@ class _LinkedHop:
         self.pushed = output + 1e-3 if lie else output
         return output, receipt
 
+    async def request(self, step: int, hidden: torch.Tensor) -> None:
+        self.sent = hidden
+
     async def request_pushed(self, step: int, like: torch.Tensor) -> None:
         pass  # the pushed input is read when the result is
 
     async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
-        assert self.source is not None
-        pushed = self.router.linked[self.source].pushed
-        assert pushed is not None
-        return await self.step(step, pushed)
+        hidden = self.sent if self.source is None else self.router.linked[self.source].pushed
+        assert hidden is not None
+        return await self.step(step, hidden)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
