@@ -9,8 +9,11 @@ same random prompt, so both produce the same tokens (checked).
 The swarm's time to first token counts opening the route's sessions (discovery is done once
 per round, before); both sides get one warm-up run per prompt length.
 
-The two sides alternate in rounds (transformers, then the swarm, ``--rounds`` times) and the
-table shows per-metric medians over the rounds, the ratio being the median of each round's
+The swarm pushes activations node to node (``specs/forward-protocol.md``, "Pushed
+activations"); ``--relayed`` adds, in every round, the same runs with the client relaying them.
+
+The sides alternate in rounds (transformers, then the swarm, ``--rounds`` times) and the
+table shows per-metric medians over the rounds, each ratio being the median of each round's
 ratio: the reference machine's speed drifts by up to 1.5x within minutes, so sides measured
 minutes apart are not comparable, while sides measured back to back are.
 
@@ -23,6 +26,7 @@ Run: ``.venv/bin/python bench/swarm.py`` (~270M parameters: 16 layers, hidden 10
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 import os
@@ -73,16 +77,19 @@ async def _swarm_run(client: SwarmClient, parts: ClientParts, prompt: list[int],
 
 
 async def _swarm_runs(checkpoint: Checkpoint, parts: ClientParts, bootstrap: tuple[str, ...],
-                      prompts: list[list[int]], new_tokens: int
-                      ) -> tuple[list[Run], list[tuple[str, int, int]]]:
+                      prompts: list[list[int]], new_tokens: int, sides: list[str]
+                      ) -> tuple[dict[str, list[Run]], list[tuple[str, int, int]]]:
+    """One client host, one discovery: per prompt, a run of each side (pushed, relayed)."""
     config = HostConfig(bootstrap=bootstrap, dht_server=False)
     async with open_host(os.urandom(32), config) as host:
         client = await SwarmClient.connect(host, ModelId(model_id(checkpoint)),
                                            checkpoint.n_layers)
-        runs = []
+        runs: dict[str, list[Run]] = {side: [] for side in sides}
         for prompt in prompts:
-            await _swarm_run(client, parts, prompt, 2)  # warm-up
-            runs.append(await _swarm_run(client, parts, prompt, new_tokens))
+            for side in sides:
+                client.config = dataclasses.replace(client.config, push=side == "pushed")
+                await _swarm_run(client, parts, prompt, 2)  # warm-up
+                runs[side].append(await _swarm_run(client, parts, prompt, new_tokens))
         session = await client.open_session(8)
         route = [(str(h.peer_id), *h.span) for h in session.hops]
         await session.aclose()
@@ -97,22 +104,27 @@ _METRICS: list[tuple[str, str, Callable[[Run], float]]] = [
 ]
 
 
-def _table(lengths: list[int], hf: list[list[Run]], swarm: list[list[Run]]) -> Table:
-    """Medians over the rounds; the ratio is the median of each round's ratio (and its range)."""
-    table = Table(title=f"swarm (3 node processes) vs transformers generate, "
+def _table(lengths: list[int], hf: list[list[Run]], sides: dict[str, list[list[Run]]]) -> Table:
+    """Medians over the rounds; each ratio is the median of each round's ratio (and its range)."""
+    table = Table(title=f"swarm (node processes) vs transformers generate, "
                         f"{len(hf)} alternating round(s), medians")
-    for column in ("prompt", "metric", "transformers", "swarm", "swarm / transformers",
-                   "ratio range"):
-        table.add_column(column, justify="right")
+    table.add_column("prompt", justify="right")
+    table.add_column("metric")
+    table.add_column("transformers", justify="right")
+    for side in sides:
+        table.add_column(side, justify="right")
+        table.add_column(f"{side} / tf (range)", justify="right")
     for i, length in enumerate(lengths):
         for name, unit, value in _METRICS:
             a = [value(runs[i]) for runs in hf]
-            b = [value(runs[i]) for runs in swarm]
-            ratios = [y / x for x, y in zip(a, b, strict=True)]
-            table.add_row(str(length), name, f"{statistics.median(a):.1f} {unit}",
-                          f"{statistics.median(b):.1f} {unit}",
-                          f"{statistics.median(ratios):.2f}",
-                          f"{min(ratios):.2f}–{max(ratios):.2f}")
+            cells = [str(length), name, f"{statistics.median(a):.1f} {unit}"]
+            for rounds in sides.values():
+                b = [value(runs[i]) for runs in rounds]
+                ratios = [y / x for x, y in zip(a, b, strict=True)]
+                cells += [f"{statistics.median(b):.1f} {unit}",
+                          f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–"
+                          f"{max(ratios):.2f})"]
+            table.add_row(*cells)
     return table
 
 
@@ -127,6 +139,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of transformers then the swarm")
+    parser.add_argument("--relayed", action="store_true",
+                        help="also run the swarm with the client relaying activations")
     parser.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment variable for the node processes (repeatable)")
     args = parser.parse_args()
@@ -138,7 +152,7 @@ def main() -> None:
     bounds = [round(i * n / args.nodes) for i in range(args.nodes + 1)]
     blocks = [f"{a}:{b}" for a, b in itertools.pairwise(bounds)]
     params = sum(math.prod(info.shape) for info in Checkpoint.open(path).tensors.values())
-    console = Console(width=120)
+    console = Console(width=160)
     console.print(f"model: {path.name}, {params / 1e6:.0f}M parameters, fp32, "
                   f"{torch.get_num_threads()} threads here; nodes serve {', '.join(blocks)}; "
                   f"{args.new_tokens} new tokens")
@@ -147,7 +161,9 @@ def main() -> None:
     checkpoint = Checkpoint.open(path)
     parts = ClientParts.load(checkpoint)
     hf: list[list[Run]] = []
-    swarm_runs: list[list[Run]] = []
+    sides: dict[str, list[list[Run]]] = {"pushed": []}
+    if args.relayed:
+        sides["relayed"] = []
     with tempfile.TemporaryDirectory(prefix="darwin-bench-") as root, LocalSwarm(
             path, Path(root), LocalSwarmConfig(
                 start_timeout=300, max_length=max_length, max_sessions=4,
@@ -158,12 +174,13 @@ def main() -> None:
         for _ in range(args.rounds):
             hf.append(transformers_runs(path, prompts, args.new_tokens))
             runs, route = trio.run(_swarm_runs, checkpoint, parts, swarm.bootstrap, prompts,
-                                   args.new_tokens)
-            swarm_runs.append(runs)
+                                   args.new_tokens, list(sides))
+            for side, rounds in sides.items():
+                rounds.append(runs[side])
     console.print("route: " + ", ".join(f"[{a}, {b}) on {p[:16]}…" for p, a, b in route))
-    console.print(_table(lengths, hf, swarm_runs))
-    same = all(h.tokens == s.tokens for hr, sr in zip(hf, swarm_runs, strict=True)
-               for h, s in zip(hr, sr, strict=True))
+    console.print(_table(lengths, hf, sides))
+    same = all(h.tokens == s.tokens for rounds in sides.values()
+               for hr, sr in zip(hf, rounds, strict=True) for h, s in zip(hr, sr, strict=True))
     console.print("tokens identical to transformers: " + ("yes" if same else "[red]NO[/red]"))
 
 
