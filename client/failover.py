@@ -21,10 +21,11 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
 - With a router that `pushes`, the first route is opened with push links (each hop pushes
   its output to the next; ``specs/forward-protocol.md``, "Pushed activations"): the client
   sends the first hop its input, asks every later hop for the step at once, and checks each
-  receipt as the results arrive, keeping every boundary's inputs as in a relayed step. The
-  first fault of any kind ends pushing for the session: every hop is closed, the node at
-  fault is excluded when the fault is its own (a `LinkFailed` is nobody's), and the whole
-  model is routed again, relayed, and replayed from the first hop's inputs.
+  receipt as it arrives; inner hops answer with their receipt alone, so the chain is checked
+  by hashes and only the first hop's inputs are kept. The first fault of any kind ends
+  pushing for the session: every hop is closed, the node at fault is excluded when the
+  fault is its own (a `LinkFailed` is nobody's), and the whole model is routed again,
+  relayed, and replayed from the first hop's inputs.
 """
 
 from __future__ import annotations
@@ -186,9 +187,13 @@ class FailoverSession(InferenceSession):
     async def _pushed_step(self, hidden: torch.Tensor) -> torch.Tensor:
         """One step over pushing hops; nothing is recorded unless every hop's result checks.
 
+        The inner activations go from node to node: the client checks that each hop's
+        receipt takes as input the output the previous receipt names, and the tensors it sent
+        and received itself at the ends.
+
         Raises:
             HopFailed: a hop failed or its receipt does not check (`LinkFailed` when its
-                input is not what the previous hop says it pushed).
+                input is not the output the previous receipt names).
         """
         step, positions = self.next_step, (self.position, hidden.shape[1])
         first, *rest = [_pushed(hop) for hop in self.hops]
@@ -198,34 +203,32 @@ class FailoverSession(InferenceSession):
         unread = collections.deque(rest)
         try:
             output, receipt = await first.result(step, hidden)
-            output_hash = digest(output)
-            inputs = [hidden]
-            receipts = [self._checked_result(first, step, digest(hidden), output_hash,
-                                             receipt, positions)]
-            while unread:  # each tensor is hashed once: hop k's output is hop k+1's input
+            receipts = [self._checked_result(first, step, digest(hidden), output, receipt,
+                                             positions)]
+            while unread:
                 hop = unread.popleft()
-                hop_input, input_hash = output, output_hash
                 output, receipt = await hop.result(step, hidden)
-                if receipt.body.input_hash != input_hash:
+                if receipt.body.input_hash != receipts[-1].body.output_hash:
                     raise LinkFailed(hop.peer_id, f"step {step}: its input is not the output "
                                                   f"of {receipts[-1].body.node_id}")
-                output_hash = digest(output)
-                receipts.append(self._checked_result(hop, step, input_hash, output_hash,
-                                                     receipt, positions))
-                inputs.append(hop_input)
+                receipts.append(self._checked_result(hop, step, receipt.body.input_hash,
+                                                     output, receipt, positions))
         except LinkFailed as failure:
             raise await _own_fault(failure, unread, step, hidden) from None
-        for hop, hop_input in zip(self.hops, inputs, strict=True):
-            self.inputs.setdefault(hop.span[0], []).append(hop_input)
+        assert output is not None, "the last hop of a route answers with its output"
+        self.inputs.setdefault(0, []).append(hidden)  # a fallback replays from here
         self.receipts.extend(receipts)
         self.step_positions.append(positions)
         self.next_step += 1
         self.position += positions[1]
         return output
 
-    def _checked_result(self, hop: Hop, step: int, input_hash: bytes, output_hash: bytes,
-                        receipt: Receipt, positions: tuple[int, int]) -> Receipt:
-        """`check_result`, with a receipt that does not check turned into the hop's failure."""
+    def _checked_result(self, hop: Hop, step: int, input_hash: bytes,
+                        output: torch.Tensor | None, receipt: Receipt,
+                        positions: tuple[int, int]) -> Receipt:
+        """`check_result` against `output` (None: pushed on, so only the receipt's own output
+        hash is known), with a receipt that does not check turned into the hop's failure."""
+        output_hash = receipt.body.output_hash if output is None else digest(output)
         try:
             self.check_result(hop, step, input_hash, output_hash, receipt, positions)
         except RemoteProtocolError as exc:

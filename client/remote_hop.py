@@ -13,8 +13,9 @@ Rules (``specs/forward-protocol.md``):
 - A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
   from the previous hop's pushes (``specs/forward-protocol.md``, "Pushed activations"). A
   step may be sent (`request`, or `request_pushed` for a pushed one) and read (`result`)
-  apart, so a client can ask every hop of a route before the first one answers. An error
-  frame ``push_failed`` raises `LinkFailed`.
+  apart, so a client can ask every hop of a route before the first one answers. A hop that
+  pushes answers with its receipt alone (`StepReceipt`). An error frame ``push_failed``
+  raises `LinkFailed`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from darwin.protocol import (
     RemoteProtocolError,
     SessionId,
     SessionOpened,
+    StepReceipt,
     StepRequest,
     StepResult,
     decode,
@@ -99,13 +101,14 @@ class RemoteHop:
     """One session on one node, spoken over one forward stream."""
 
     def __init__(self, target: HopTarget, terms: SessionTerms, framed: FramedStream,
-                 config: HopConfig) -> None:
+                 config: HopConfig, links: HopLinks = HopLinks()) -> None:
         self.target = target
         self.terms = terms
         self.framed = framed
         self.config = config
         self.position = 0  # where the next step starts
         self.closed = False
+        self.pushes = links.push_to is not None  # answers steps with their receipt alone
 
     @property
     def span(self) -> tuple[int, int]:
@@ -134,7 +137,7 @@ class RemoteHop:
         frame_config = FrameConfig(max_frame_size=config.max_frame_size,
                                    frame_timeout=config.step_timeout, idle_timeout=None,
                                    write_timeout=config.step_timeout)
-        hop = cls(target, terms, FramedStream(stream, frame_config), config)
+        hop = cls(target, terms, FramedStream(stream, frame_config), config, links)
         push_to = links.push_to
         request = OpenSession(session_id=terms.session_id, model_id=terms.model_id,
                               adapter_id=terms.adapter_id, span_start=target.start,
@@ -168,8 +171,11 @@ class RemoteHop:
             HopFailed: the hop cannot go on (see the module rules).
             StepRefused: the node refused this step as malformed or out of order.
         """
+        assert not self.pushes, "a pushing hop's output goes to the next hop"
         await self.request(step, hidden)
-        return await self.result(step, hidden)
+        output, receipt = await self.result(step, hidden)
+        assert output is not None
+        return output, receipt
 
     async def request(self, step: int, hidden: torch.Tensor) -> None:
         """Send step `step` (read the answer with `result`; raises `HopFailed`)."""
@@ -186,9 +192,10 @@ class RemoteHop:
         request = PushedStepRequest(self.terms.session_id, step, self.position, like.shape[1])
         await self._send(request, f"step {step}")
 
-    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+    async def result(self, step: int,
+                     like: torch.Tensor) -> tuple[torch.Tensor | None, Receipt]:
         """Read the answer to step `step`, whose output must have the shape and dtype of
-        `like`: the output and its receipt.
+        `like`: the output (None from a hop that pushes it to the next) and its receipt.
 
         Raises:
             HopFailed: the hop cannot go on (see the module rules).
@@ -204,15 +211,19 @@ class RemoteHop:
             failure = LinkFailed if reply.code is ErrorCode.PUSH_FAILED else HopFailed
             raise failure(self.peer_id, f"failed step {step} "
                                         f"({reply.code.value}: {reply.message})")
-        if not isinstance(reply, StepResult) or reply.step != step:
+        expected = StepReceipt if self.pushes else StepResult
+        if not isinstance(reply, expected) or reply.step != step:
             await self._abort()
             raise HopFailed(self.peer_id, f"answered step {step} with an unexpected {reply.KIND}")
+        self.position += like.shape[1]
+        if isinstance(reply, StepReceipt):
+            return None, reply.receipt
+        assert isinstance(reply, StepResult)
         output = from_wire(reply.hidden)  # (batch, seq, hidden)
         if output.shape != like.shape or output.dtype != like.dtype:
             await self._abort()
             raise HopFailed(self.peer_id, f"returned {output.dtype} {list(output.shape)} for "
                                           f"{like.dtype} {list(like.shape)}")
-        self.position += like.shape[1]
         return output, reply.receipt
 
     async def aclose(self) -> None:

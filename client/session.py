@@ -47,9 +47,9 @@ class HopFailed(Exception):
 
 class LinkFailed(HopFailed):
     """A hop says the push link it shares with a neighbour failed (``push_failed``), or its
-    receipt's input is not what the previous hop says it pushed. Either side may be at fault
-    and the client cannot tell which, so nobody is excluded for it; the session stops
-    pushing (`darwin.client.failover`)."""
+    receipt's input is not the output the previous hop's receipt names. Either side may be
+    at fault and the client cannot tell which, so nobody is excluded for it; the session
+    stops pushing (`darwin.client.failover`)."""
 
 
 class StepRefused(Exception):
@@ -74,13 +74,15 @@ class Hop(Protocol):
 class PushedHop(Hop, Protocol):
     """A hop of a pushing route: a step is sent (`request` to the first hop, `request_pushed`,
     without hidden states, to the others) apart from reading its result, so the client can
-    ask every hop before the first one answers."""
+    ask every hop before the first one answers. A result's output is None from every hop but
+    the last: it went to the next hop, and the client has only its receipt."""
 
     async def request(self, step: int, hidden: torch.Tensor) -> None: ...
 
     async def request_pushed(self, step: int, like: torch.Tensor) -> None: ...
 
-    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]: ...
+    async def result(self, step: int,
+                     like: torch.Tensor) -> tuple[torch.Tensor | None, Receipt]: ...
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ Rules (normative text: ``specs/forward-protocol.md``):
   stream is closed. A frame left unfinished (the peer stalls or ends inside it) resets the
   stream. A session idle past ``idle_timeout`` is closed (end of stream, no error frame: the
   client's next step finds the stream ended and fails over as from any lost hop).
-- A session opened with ``push_to`` pushes each result to the next hop before answering the
-  client; one opened with ``push_from`` runs each step on the input the previous hop pushes
-  (`darwin.node.push`), watching its client's stream meanwhile: the client may say nothing
-  during a step, and one that speaks or leaves ends the session at once. A push link that
-  fails is answered with `ErrorFrame(push_failed)` and ends the session.
+- A session opened with ``push_to`` pushes each result to the next hop, then answers the
+  client with its receipt alone (`StepReceipt`); one opened with ``push_from`` runs each
+  step on the input the previous hop pushes (`darwin.node.push`), watching its client's
+  stream meanwhile: the client may say nothing during a step, and one that speaks or leaves
+  ends the session at once. A push link that fails is answered with
+  `ErrorFrame(push_failed)` and ends the session.
 - Whatever ends the stream, the session's reservation in the `SessionTable` and its push links
   are released in a ``finally`` and its KV cache becomes garbage with it. Only transport
   errors leave the handler (the host then resets the stream); an unexpected failure of a
@@ -41,6 +42,7 @@ from darwin.protocol import (
     Message,
     OpenSession,
     PushedStepRequest,
+    StepReceipt,
     StepRequest,
     StepResult,
 )
@@ -226,6 +228,9 @@ class ForwardHandler:
             except PushFailed as exc:
                 await talk.refuse(ErrorCode.PUSH_FAILED, str(exc))
                 return False
+            receipt = session.compute.last_receipt
+            assert receipt is not None, "a step that ran left its receipt"
+            payload = StepReceipt(request.step, receipt).to_wire()
         await talk.send(payload)
         return True
 

@@ -3,7 +3,7 @@
 Rules (normative text: ``specs/forward-protocol.md``, "Pushed activations"):
 - A session opened with ``push_to`` opens one push stream to that peer before it answers the
   open (`PushLinks.connect`), writes each step's `StepResult` frame there before it answers
-  the client, and closes the stream when the session ends.
+  the client (with the receipt alone), and closes the stream when the session ends.
 - A session opened with ``push_from`` takes its inputs from an `Inbox`, registered under its
   session id and first layer before it answers the open (`PushLinks.inbox`).
 - A push stream carries one session: its first frame binds it. Every frame must be a

@@ -44,7 +44,7 @@ class SessionCompute:
     state: SpanSession
     store: RetentionStore  # where every committed step is kept for challenges
     cheat: str | None = None  # TEST ONLY: an answer cheat (node/cheats.py)
-    last_receipt: Receipt | None = None  # the previous step's receipt (for the replay cheat)
+    last_receipt: Receipt | None = None  # the latest step's (for StepReceipt, the replay cheat)
 
     @property
     def batch_size(self) -> int | None:

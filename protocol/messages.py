@@ -341,6 +341,32 @@ class StepResult(_Message):
 
 
 @dataclass(frozen=True)
+class StepReceipt(_Message):
+    """Node → client, from a session opened with ``push_to``: the step ran and its result
+    went to the next hop; here is its signed receipt (the client checks the chain of
+    receipts by their hashes and never downloads the inner activations)."""
+
+    KIND: ClassVar[str] = "step_receipt"
+    step: int
+    receipt: Receipt
+
+    def __post_init__(self) -> None:
+        require_int("step", self.step, 0, U32_MAX)
+        if not isinstance(self.receipt, Receipt):
+            raise LocalProtocolError("receipt must be a Receipt")
+        if self.receipt.body.step != self.step:
+            raise LocalProtocolError("receipt step does not match")
+
+    @classmethod
+    def from_obj(cls, obj: object, limits: WireLimits) -> Self:
+        """Decode (``RemoteProtocolError``)."""
+        reader = cls._reader(obj)
+        receipt = Receipt.from_obj(reader.value("receipt"))
+        with blame_peer(cls.KIND):
+            return cls(step=reader.integer("step"), receipt=receipt)
+
+
+@dataclass(frozen=True)
 class CloseSession(_Message):
     """Client → node: the session is over; its KV cache may be freed."""
 
@@ -453,6 +479,7 @@ Message = (
     | StepRequest
     | PushedStepRequest
     | StepResult
+    | StepReceipt
     | CloseSession
     | ErrorFrame
     | InfoRequest
@@ -461,7 +488,7 @@ Message = (
 _KINDS: dict[str, type[Message]] = {
     kind.KIND: kind
     for kind in (OpenSession, SessionOpened, StepRequest, PushedStepRequest, StepResult,
-                 CloseSession, ErrorFrame, InfoRequest, NodeInfo)
+                 StepReceipt, CloseSession, ErrorFrame, InfoRequest, NodeInfo)
 }
 
 

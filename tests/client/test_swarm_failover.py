@@ -68,12 +68,14 @@ class _FaultyHop:
 
 @dataclass
 class _LinkedHop:
-    """A local hop of a pushing route: its pushed input is what the hop of `source` pushed.
-    From step `equivocate_at` on, it pushes something else than it returns to the client."""
+    """A local hop of a pushing route: its pushed input is what the hop of `source` pushed;
+    with `pushes_on` it answers the client with its receipt alone. From step
+    `equivocate_at` on, it pushes something else than it signed for the client."""
 
     inner: Hop
     router: _LocalRouter
     source: str | None  # the previous hop's peer
+    pushes_on: bool
     equivocate_at: int | None = None
     pushed: torch.Tensor | None = None  # what it pushed at its latest step
     sent: torch.Tensor | None = None  # what the client sent it (the first hop)
@@ -98,10 +100,12 @@ class _LinkedHop:
     async def request_pushed(self, step: int, like: torch.Tensor) -> None:
         pass  # the pushed input is read when the result is
 
-    async def result(self, step: int, like: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
+    async def result(self, step: int,
+                     like: torch.Tensor) -> tuple[torch.Tensor | None, Receipt]:
         hidden = self.sent if self.source is None else self.router.linked[self.source].pushed
         assert hidden is not None
-        return await self.step(step, hidden)
+        output, receipt = await self.step(step, hidden)
+        return (None if self.pushes_on else output), receipt
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -136,7 +140,7 @@ class _LocalRouter:
         peer = hop.provider.peer_id
         linked = self.linked[peer] = _LinkedHop(
             unlinked, self, None if push_from is None else push_from.provider.peer_id,
-            self.equivocators.get(peer))
+            push_to is not None, self.equivocators.get(peer))
         return linked
 
     async def _open(self, hop: RouteHop) -> Hop:
@@ -305,7 +309,7 @@ async def test_every_hop_that_fails_to_open_is_excluded_at_once(tiny_llama: Path
     assert {str(h.peer_id) for h in session.hops} == set(router.spans) - first
 
 
-async def test_a_pushing_route_gives_the_relayed_output_and_keeps_every_boundarys_inputs(
+async def test_a_pushing_route_gives_the_relayed_output_and_keeps_only_the_first_inputs(
         tiny_llama: Path) -> None:
     checkpoint = Checkpoint.open(tiny_llama)
     reference = await _reference(checkpoint)
@@ -315,7 +319,7 @@ async def test_a_pushing_route_gives_the_relayed_output_and_keeps_every_boundary
     tokens, session = await _generate(checkpoint, router, info)
 
     assert tokens == reference and session.pushing and session.failovers == []
-    assert {b: len(kept) for b, kept in session.inputs.items()} == {0: NEW_TOKENS, 2: NEW_TOKENS}
+    assert {b: len(kept) for b, kept in session.inputs.items()} == {0: NEW_TOKENS, 2: 0}
     _verify(session)
 
 

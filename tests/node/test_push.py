@@ -45,6 +45,7 @@ from darwin.protocol import (
     PushedStepRequest,
     SessionId,
     SessionOpened,
+    StepReceipt,
     StepRequest,
     StepResult,
     check_receipt,
@@ -114,7 +115,7 @@ async def test_a_pushed_session_runs_on_the_previous_hops_output_and_commits_to_
         assert node.sessions is not None and node.sessions.active == 0
 
 
-async def test_a_node_pushes_each_result_to_the_next_hop_before_answering_the_client(
+async def test_a_node_pushes_each_result_to_the_next_hop_and_answers_with_its_receipt(
         tiny_llama: Path, tmp_path: Path) -> None:
     async with node_and_client(node_config(tiny_llama, tmp_path)) as (node, client):
         pushed_frames, received = trio.open_memory_channel[bytes | None](8)
@@ -136,10 +137,12 @@ async def test_a_node_pushes_each_result_to_the_next_hop_before_answering_the_cl
             request = StepRequest.create(SESSION, step, position,
                                          to_wire(hidden_states(seq, step)))
             await send(stream, request)
-            result = await receive(stream)
-            assert isinstance(result, StepResult)
+            answer = await receive(stream)
+            assert isinstance(answer, StepReceipt), answer
             with trio.fail_after(10):
-                assert await received.receive() == result.to_wire()
+                pushed = StepResult.from_wire(await received.receive())
+            assert pushed.receipt == answer.receipt and pushed.step == step
+            assert answer.receipt.body.input_hash == request.input_hash
         await send(stream, CloseSession(SESSION))
         await expect_end(stream)
         with trio.fail_after(10):

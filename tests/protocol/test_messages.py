@@ -29,6 +29,7 @@ from darwin.protocol import (
     RemoteProtocolError,
     SessionId,
     SessionOpened,
+    StepReceipt,
     StepRequest,
     StepResult,
     TensorLimits,
@@ -72,6 +73,7 @@ def messages(swarm: Swarm) -> list[Message]:
         *(StepRequest.create(SESSION, 3, 7, hidden(dtype=dtype)) for dtype in DType),
         PushedStepRequest(SESSION, 3, 7, 2),
         step_result(swarm),
+        StepReceipt(0, step_result(swarm).receipt),
         CloseSession(SESSION),
         ErrorFrame(ErrorCode.BUSY, "no free slot; try another peer"),
         InfoRequest(),
@@ -95,7 +97,8 @@ def test_every_message_is_a_map_with_version_and_kind(messages: list[Message]) -
         assert obj["v"] == PROTOCOL_VERSION and obj["kind"] == message.KIND
         kinds.add(obj["kind"])
     assert kinds == {"open_session", "session_opened", "step_request", "pushed_step_request",
-                     "step_result", "close_session", "error", "info_request", "node_info"}
+                     "step_result", "step_receipt", "close_session", "error", "info_request",
+                     "node_info"}
 
 
 def test_from_wire_refuses_a_frame_of_another_kind() -> None:
@@ -202,6 +205,14 @@ def test_a_step_result_must_carry_the_receipt_of_its_own_output(swarm: Swarm) ->
         StepResult(1, result.hidden, result.receipt)
     with pytest.raises(RemoteProtocolError):
         decode(reencode(result, hidden=other.to_obj()))
+
+
+def test_a_step_receipt_must_name_its_own_step(swarm: Swarm) -> None:
+    receipt = step_result(swarm).receipt
+    with pytest.raises(RemoteProtocolError, match="step"):
+        decode(reencode(StepReceipt(0, receipt), step=1))
+    with pytest.raises(LocalProtocolError):
+        StepReceipt(1, receipt)
 
 
 def test_an_error_frame_has_a_known_code_and_a_bounded_message() -> None:
