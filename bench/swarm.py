@@ -10,7 +10,9 @@ The swarm's time to first token counts opening the route's sessions (discovery i
 per round, before); both sides get one warm-up run per prompt length.
 
 The swarm pushes activations node to node (``specs/forward-protocol.md``, "Pushed
-activations"); ``--relayed`` adds, in every round, the same runs with the client relaying them.
+activations"); ``--relayed`` adds, in every round, the same runs with the client relaying them
+(the two swarm sides take turns going first: the side right after transformers' process ran
+measurably slower).
 
 The sides alternate in rounds (transformers, then the swarm, ``--rounds`` times) and the
 table shows per-metric medians over the rounds, each ratio being the median of each round's
@@ -171,10 +173,11 @@ def main() -> None:
         swarm.start(blocks[:1], ["node0"])
         swarm.start(blocks[1:], [f"node{i}" for i in range(1, len(blocks))])
         heap.settle()  # as `darwin submit` does
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             hf.append(transformers_runs(path, prompts, args.new_tokens))
+            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))  # who goes first
             runs, route = trio.run(_swarm_runs, checkpoint, parts, swarm.bootstrap, prompts,
-                                   args.new_tokens, list(sides))
+                                   args.new_tokens, order)
             for side, rounds in sides.items():
                 rounds.append(runs[side])
     console.print("route: " + ", ".join(f"[{a}, {b}) on {p[:16]}…" for p, a, b in route))
