@@ -29,6 +29,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import multiaddr
 import trio
@@ -49,6 +50,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
+from darwin.node.addresses import WILDCARD, expand_wildcards, local_ipv4_addresses
 from darwin.node.framing import TransportError, close_quietly, reset_quietly
 from darwin.node.libp2p_workarounds import (
     PROVIDER_RECORD_TTL,
@@ -202,7 +204,8 @@ class Host:
 
     @property
     def listen_addrs(self) -> list[str]:
-        """The addresses we actually listen on, each ending in ``/p2p/<peer id>``."""
+        """The addresses we actually listen on, each ending in ``/p2p/<peer id>``; a wildcard
+        (``0.0.0.0``) as the machine's own addresses (`darwin.node.addresses`)."""
         return [str(addr) for addr in self._host.get_addrs()]
 
     @property
@@ -434,12 +437,15 @@ def _key_pair_from_seed(seed: bytes) -> KeyPair:
 def _new_libp2p_host(key_pair: KeyPair, config: HostConfig) -> IHost:
     """TCP + Noise + yamux and nothing else, so no peer can negotiate anything weaker."""
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+    wildcard = any(a.startswith(WILDCARD) for a in config.listen)
+    ips = local_ipv4_addresses() if wildcard else []
     return new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[multiaddr.Multiaddr(a) for a in config.listen],
         connection_config=connection_config(),
+        addrs_factory=partial(expand_wildcards, ips=ips) if wildcard else None,
     )
 
 
