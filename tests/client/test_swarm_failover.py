@@ -37,12 +37,10 @@ NEW_TOKENS = 8
 
 
 @dataclass
-class _FaultyHop:
-    """A local hop that, from step `at` on, is gone, lies about its output, or refuses."""
+class _Wrapped:
+    """A hop around an `inner` one: the same node and span."""
 
-    inner: LocalHop
-    at: int
-    mode: str  # "gone" | "tamper" | "refuse"
+    inner: Hop
 
     @property
     def span(self) -> tuple[int, int]:
@@ -51,6 +49,17 @@ class _FaultyHop:
     @property
     def peer_id(self) -> PeerId:
         return self.inner.peer_id
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class _FaultyHop(_Wrapped):
+    """A local hop that, from step `at` on, is gone, lies about its output, or refuses."""
+
+    at: int
+    mode: str  # "gone" | "tamper" | "refuse"
 
     async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
         if step >= self.at and self.mode == "gone":
@@ -62,31 +71,19 @@ class _FaultyHop:
             output = output + 1e-3
         return output, receipt
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
 
 @dataclass
-class _LinkedHop:
+class _LinkedHop(_Wrapped):
     """A local hop of a pushing route: its pushed input is what the hop of `source` pushed;
     with `pushes_on` it answers the client with its receipt alone. From step
     `equivocate_at` on, it pushes something else than it signed for the client."""
 
-    inner: Hop
     router: _LocalRouter
     source: str | None  # the previous hop's peer
     pushes_on: bool
     equivocate_at: int | None = None
     pushed: torch.Tensor | None = None  # what it pushed at its latest step
     sent: torch.Tensor | None = None  # what the client sent it (the first hop)
-
-    @property
-    def span(self) -> tuple[int, int]:
-        return self.inner.span
-
-    @property
-    def peer_id(self) -> PeerId:
-        return self.inner.peer_id
 
     async def step(self, step: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Receipt]:
         output, receipt = await self.inner.step(step, hidden)
@@ -106,9 +103,6 @@ class _LinkedHop:
         assert hidden is not None
         output, receipt = await self.step(step, hidden)
         return (None if self.pushes_on else output), receipt
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @dataclass
