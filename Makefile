@@ -1,34 +1,66 @@
 # Two entry points for a fresh machine: `make test` and `make demo`.
-# Each creates .venv and installs what it needs; torch comes from the pinned CPU build.
+# Each creates .venv and installs the lock: every package at an exact version with its hashes,
+# darwin itself on top without resolving anything (README, "Installs are pinned").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+DEV_LOCK := requirements/dev-lock.txt
+RUNTIME_STAMP := $(VENV)/.installed-lock
+DEV_STAMP := $(VENV)/.installed-dev-lock
+LATEST := .venv-latest
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: test demo lint bench clean
+# pip-compile's options for both locks; torch is held at the CPU build by constraints.txt.
+COMPILE := $(BIN)/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links --no-emit-index-url --constraint constraints.txt
 
-$(STAMP): pyproject.toml constraints.txt
+.PHONY: test test-latest demo lint lock bench clean
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q torch==2.13.0 -c constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
 
-test: $(STAMP)
+# pip and setuptools come from the lock too; darwin is installed without build isolation so
+# that its build uses the locked setuptools rather than whatever the index has today.
+$(RUNTIME_STAMP): $(LOCK) pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(DEV_STAMP): $(DEV_LOCK) pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@ $(RUNTIME_STAMP)
+
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+demo: $(RUNTIME_STAMP)
+	$(BIN)/darwin demo
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict protocol/ ledger/ verifier/
 
-demo: $(STAMP)
-	$(BIN)/darwin demo
+# Regenerate both locks against today's releases of the ranges in pyproject.toml. The runtime
+# lock is compiled under the dev lock, so the two never disagree on a shared package.
+lock: $(DEV_STAMP)
+	$(COMPILE) --extra dev --output-file $(DEV_LOCK) pyproject.toml
+	$(COMPILE) --constraint $(DEV_LOCK) --output-file $(LOCK) pyproject.toml
 
-bench: $(STAMP)
+# The suite against the newest releases the ranges allow (torch stays the pinned CPU build),
+# in a venv of its own: the next break shows here before a user meets it.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --upgrade pip setuptools wheel
+	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -c constraints.txt -e '.[dev]'
+	$(LATEST)/bin/pip freeze --exclude-editable
+	$(LATEST)/bin/python -m pytest -q
+
+bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/span_chain.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache

@@ -47,10 +47,10 @@ def _transformers(path: Path, prompt: torch.Tensor, steps: int) -> list[float]:
     times = []
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
-        model(inputs_embeds=prompt, past_key_values=cache, use_cache=True)
+        model(inputs_embeds=prompt, cache=cache, use_cache=True)
         for _ in range(steps):
             start = time.perf_counter()
-            model(inputs_embeds=prompt[:, -1:], past_key_values=cache, use_cache=True)
+            model(inputs_embeds=prompt[:, -1:], cache=cache, use_cache=True)
             times.append(time.perf_counter() - start)
     return times
 

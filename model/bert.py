@@ -132,9 +132,10 @@ class BertClient(ClientModule):
                 f"bert positions [{position_offset}, {position_offset + seq}) exceed "
                 f"max_position_embeddings={self.max_positions}"
             )
+        positions = torch.arange(position_offset, position_offset + seq, device=input_ids.device)
         out: torch.Tensor = self.embeddings(
             input_ids=input_ids,
             token_type_ids=token_type_ids,
-            past_key_values_length=position_offset,
+            position_ids=positions[None],  # (1, seq): the keyword every release has taken
         )
         return out  # (batch, seq, hidden)

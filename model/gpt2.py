@@ -89,7 +89,7 @@ class GPT2Family(Family):
     ) -> torch.Tensor:
         out: torch.Tensor = block(
             hidden,
-            past_key_values=cache,
+            cache=cache,
             attention_mask=step.masks[None],
             use_cache=cache is not None,
         )

@@ -119,7 +119,7 @@ class LlamaFamily(Family):
             hidden,
             attention_mask=step.masks[self._windows[index]],
             position_ids=step.positions,
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
             position_embeddings=step.position_embeddings,
         )
