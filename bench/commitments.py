@@ -35,9 +35,9 @@ from rich.console import Console
 from rich.table import Table
 
 from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.retention import RetentionConfig, RetentionStore
-from darwin.node.torch_wire import digest
+from darwin.model.torch_wire import digest
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.retention import RetentionConfig, RetentionStore
 from darwin.protocol import Identity, ModelId, new_session_id
 
 MODEL_ID = ModelId(b"\x01" * 32)

@@ -29,8 +29,8 @@ from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
 from darwin.client.session import Hop, InferenceSession, SessionInfo
 from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.local_hop import LocalHop
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.local_hop import LocalHop
 from darwin.protocol import Identity, ModelId, new_session_id
 
 MODEL_ID = ModelId(b"\x01" * 32)

@@ -54,7 +54,7 @@ from darwin.client.local_swarm import LocalSwarm, LocalSwarmConfig
 from darwin.client.sampling import SamplingConfig
 from darwin.client.swarm import SwarmClient
 from darwin.model import Checkpoint, ClientParts, make_tiny, model_id
-from darwin.node.host import HostConfig, open_host
+from darwin.net.host import HostConfig, open_host
 from darwin.protocol import ModelId
 
 

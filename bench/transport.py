@@ -16,9 +16,9 @@ What is measured, per stack and per mode:
 
 Stacks (each run in fresh processes, because libp2p reads some knobs globally):
 - ``raw-tcp``: the same framing over a bare trio TCP socket (the floor);
-- ``libp2p-defaults``: py-libp2p 0.8.1 as it ships: the same ``darwin.node.host``
-  code and stack with none of ``darwin.node.libp2p_workarounds`` installed;
-- ``darwin``: ``darwin.node.host`` with its workarounds.
+- ``libp2p-defaults``: py-libp2p 0.8.1 as it ships: the same ``darwin.net.host``
+  code and stack with none of ``darwin.net.libp2p_workarounds`` installed;
+- ``darwin``: ``darwin.net.host`` with its workarounds.
 
 Modes: ``2-proc`` (client and server in two processes, what a swarm does) and
 ``1-proc`` (both hosts in one trio loop, sharing one core).
@@ -43,7 +43,7 @@ from functools import partial
 
 import trio
 
-from darwin.node.framing import FrameConfig, FramedStream, StreamClosed
+from darwin.net.framing import FrameConfig, FramedStream, StreamClosed
 
 PROTOCOL = "/darwin/bench/1"
 ECHO, ACK = b"E", b"A"
@@ -84,10 +84,10 @@ async def _serve_stream(stream) -> None:  # type: ignore[no-untyped-def]
 
 
 def _use_libp2p_defaults() -> None:
-    """Undo darwin.node.host's tuning so the same code measures py-libp2p as shipped."""
+    """Undo darwin.net.host's tuning so the same code measures py-libp2p as shipped."""
     from libp2p.network.config import ConnectionConfig
 
-    import darwin.node.host as host_module
+    import darwin.net.host as host_module
 
     host_module.connection_config = ConnectionConfig
     host_module.apply_process_fixes = lambda: None
@@ -107,7 +107,7 @@ async def _server(stack: str, seed: bytes) -> AsyncIterator[str]:
             yield f"127.0.0.1:{port}"
             nursery.cancel_scope.cancel()
         return
-    from darwin.node.host import open_host
+    from darwin.net.host import open_host
 
     async with open_host(seed) as host:
         host.set_stream_handler(PROTOCOL, _serve_stream)
@@ -124,7 +124,7 @@ async def _client(stack: str, addr: str) -> AsyncIterator[tuple[object, float]]:
         yield _TcpStream(sock), time.perf_counter() - start
         await sock.aclose()
         return
-    from darwin.node.host import open_host
+    from darwin.net.host import open_host
 
     async with open_host(b"\x01" * 32) as host:
         start = time.perf_counter()

@@ -30,8 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from darwin.model import Checkpoint, SpanRunner, make_tiny
-from darwin.node.committed_span import CommitConfig, CommittedSpan, CommittedStep
-from darwin.node.retention import RetentionConfig, RetentionStore
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan, CommittedStep
+from darwin.node.serving.retention import RetentionConfig, RetentionStore
 from darwin.protocol import (
     Challenge,
     Identity,

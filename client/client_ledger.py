@@ -9,11 +9,11 @@ Rules (DESIGN.md, "Ledger and reputation"; issue 5, "Clients have ledgers too"):
   at most ``CATCH_UP_PEERS`` connected nodes, bounded by ``CATCH_UP_TIMEOUT`` seconds in all,
   so verdicts it missed while offline land in its ledger (each record checked as gossip would)
   and its standing reflects them. A peer that fails is skipped (logged). A fraud-proof
-  notice is handled as a node handles one (`darwin.node.fraud_notices`): the proof is fetched
+  notice is handled as a node handles one (`darwin.gossip.fraud_notices`): the proof is fetched
   from the peer (``/darwin/proof/1``), re-checked with the client's checkpoint and recorded
   (``fraud_proof`` confirmed bans the subject; ``accusation_refuted`` penalises the accuser).
   It resumes with each peer where its last completed catch-up from that peer ended (cursors
-  in ``<home>/sync-cursors.json``, `darwin.node.sync_cursors`).
+  in ``<home>/sync-cursors.json``, `darwin.gossip.sync_cursors`).
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from pathlib import Path
 
 import trio
 
+from darwin.gossip.fraud_notices import FraudNotices, ProofCheck
+from darwin.gossip.ledger_sync import SyncConfig, catch_up_with
+from darwin.gossip.proof_store import ProofStore
+from darwin.gossip.sync_cursors import SyncCursors
+from darwin.home import LEDGER_FILE
 from darwin.ledger import Ledger
 from darwin.ledger.reputation import Score, reputation
-from darwin.node.fraud_notices import FraudNotices, ProofCheck
-from darwin.node.host import Host
-from darwin.node.ledger_sync import SyncConfig, catch_up_with
-from darwin.node.proof_store import ProofStore
-from darwin.node.sync_cursors import SyncCursors
+from darwin.net.host import Host
 from darwin.protocol import Identity, PeerId
 
 logger = logging.getLogger(__name__)
 
-LEDGER_FILE = "ledger.sqlite"
 CATCH_UP_PEERS = 2  # nodes asked per submit: a responder can withhold, so more than one
 CATCH_UP_TIMEOUT = 10.0  # seconds for the whole catch-up; routing goes on after it
 _SYNC = SyncConfig(timeout=5.0, max_pages=4)
@@ -68,7 +68,7 @@ async def catch_up_from(host: Host, home: Path, identity: Identity, peers: Seque
     """Take in the verdicts the first ``CATCH_UP_PEERS`` of ``peers`` hold; how many were new.
 
     Fraud-proof notices among them are fetched, re-checked with ``check`` (see
-    ``darwin.node.fraud_notices.proof_checker``) and recorded, one at a time. Failures (a peer
+    ``darwin.gossip.fraud_notices.proof_checker``) and recorded, one at a time. Failures (a peer
     that does not answer, refuses, or breaks the protocol) are logged at debug and skipped;
     the whole call returns within ``timeout`` seconds.
     """

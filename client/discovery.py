@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import trio
 
 from darwin.client.route import Provider
-from darwin.node.framing import TransportError, read_frame, reset_quietly, write_frame
-from darwin.node.host import Host, ProviderInfo, block_provider_key
+from darwin.net.framing import TransportError, read_frame, reset_quietly, write_frame
+from darwin.net.host import Host, ProviderInfo
+from darwin.net.protocols import INFO_PROTOCOL, block_provider_key
 from darwin.protocol import (
     DType,
     InfoRequest,
@@ -32,7 +33,6 @@ from darwin.protocol import (
 
 logger = logging.getLogger(__name__)
 
-INFO_PROTOCOL = "/darwin/info/1"
 MAX_INFO_FRAME = 64 * 1024  # a NodeInfo is a few hundred bytes
 
 

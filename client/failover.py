@@ -50,7 +50,7 @@ from darwin.client.session import (
     PushedHop,
     SessionInfo,
 )
-from darwin.node.torch_wire import digest
+from darwin.model.torch_wire import digest
 from darwin.protocol import Receipt, RemoteProtocolError
 
 logger = logging.getLogger(__name__)

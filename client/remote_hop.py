@@ -27,9 +27,10 @@ import torch
 import trio
 
 from darwin.client.session import HopFailed, LinkFailed, StepRefused
-from darwin.node.framing import FrameConfig, FramedStream, TransportError
-from darwin.node.host import Host
-from darwin.node.torch_wire import from_wire, to_wire
+from darwin.model.torch_wire import from_wire, to_wire
+from darwin.net.framing import FrameConfig, FramedStream, TransportError
+from darwin.net.host import Host
+from darwin.net.protocols import FORWARD_PROTOCOL
 from darwin.protocol import (
     AdapterId,
     CloseSession,
@@ -52,7 +53,6 @@ from darwin.protocol import (
 
 logger = logging.getLogger(__name__)
 
-FORWARD_PROTOCOL = "/darwin/forward/1"
 MAX_FORWARD_FRAME = 64 * 2**20  # forward-protocol.md, "Limits"
 # Error codes with which a node refuses one step and keeps the session (forward-protocol.md).
 STEP_REFUSAL_CODES = frozenset(

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from darwin.node.torch_wire import digest
+from darwin.model.torch_wire import digest
 from darwin.protocol import (
     AdapterId,
     ModelId,

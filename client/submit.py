@@ -33,11 +33,11 @@ from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
 from darwin.client.swarm import SwarmClient, SwarmConfig
 from darwin.client.verification import HopCheck, HopVerifier, VerificationConfig, hops_to_check
+from darwin.gossip.fraud_notices import proof_checker
 from darwin.ledger import Score
 from darwin.model import Checkpoint, ClientParts, load_tokenizer, model_id
-from darwin.node.fraud_notices import proof_checker
-from darwin.node.host import Host, HostConfig, open_host
-from darwin.node.torch_wire import torch_dtype
+from darwin.model.torch_wire import torch_dtype
+from darwin.net.host import Host, HostConfig, open_host
 from darwin.protocol import Identity, ModelId, PeerId, Trace
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Submission:
     def identity(self) -> Identity:
         if self.config.home is None:
             return Identity.generate()
-        from darwin.node.home import load_or_create_identity
+        from darwin.home import load_or_create_identity
 
         return load_or_create_identity(self.config.home)
 

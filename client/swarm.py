@@ -25,7 +25,7 @@ from darwin.client.route import Hop as RouteHop
 from darwin.client.route import NoRoute, Provider, RouteCosts
 from darwin.client.session import Hop, HopFailed, SessionInfo
 from darwin.ledger.reputation import Score, unknown_score
-from darwin.node.host import Host
+from darwin.net.host import Host
 from darwin.protocol import DType, ModelId, PeerId, new_session_id
 
 logger = logging.getLogger(__name__)

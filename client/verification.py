@@ -29,6 +29,7 @@ from pathlib import Path
 
 import trio
 
+from darwin.gossip.proof_store import ProofStore
 from darwin.ledger import (
     AccusationRefuted,
     EntryKind,
@@ -41,10 +42,9 @@ from darwin.ledger import (
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
 from darwin.model import Checkpoint
-from darwin.node.framing import TransportError, read_frame, reset_quietly, write_frame
-from darwin.node.host import Host
-from darwin.node.proof_store import ProofStore
-from darwin.node.verify_handler import VERIFY_PROTOCOL, verifier_key
+from darwin.net.framing import TransportError, read_frame, reset_quietly, write_frame
+from darwin.net.host import Host
+from darwin.net.protocols import VERIFY_PROTOCOL, verifier_key
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     ErrorFrame,
@@ -201,7 +201,7 @@ class HopVerifier:
     def _record(self, answer: VerifyAnswer, status: str | None) -> None:
         if self.home is None:
             return
-        from darwin.node.home import load_or_create_identity
+        from darwin.home import load_or_create_identity
 
         body = answer.verdict.body
         identity = load_or_create_identity(self.home)

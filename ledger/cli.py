@@ -37,7 +37,7 @@ __all__ = ["IDENTITY_FILE", "LEDGER_FILE", "export_command", "ledger_path",
            "reputation_command", "verify_command"]
 
 LEDGER_FILE = "ledger.sqlite"
-IDENTITY_FILE = "identity"  # as written by darwin.node.home.load_or_create_identity
+IDENTITY_FILE = "identity"  # as written by darwin.home.load_or_create_identity
 EXIT_OK, EXIT_BAD, EXIT_UNREADABLE = 0, 1, 2
 
 

@@ -12,7 +12,8 @@ import logging
 
 import trio
 
-from darwin.node.host import Host, block_provider_key
+from darwin.net.host import Host
+from darwin.net.protocols import block_provider_key
 from darwin.protocol import ModelId
 
 __all__ = ["announce_span", "provider_counts"]

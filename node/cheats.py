@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 
 from darwin.model import SpanOutput, SpanRunner, SpanSession
-from darwin.node.committed_span import CommittedStep
-from darwin.node.torch_wire import from_wire, to_wire
+from darwin.model.torch_wire import from_wire, to_wire
+from darwin.node.serving.committed_span import CommittedStep
 from darwin.protocol import Challenge, Identity, Receipt, Reveal, StepResult
 
 __all__ = ["COMPUTE_CHEATS", "CheatingSpan", "perturb_layer", "tamper_reveal", "tamper_step"]

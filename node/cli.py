@@ -25,6 +25,8 @@ import multiaddr
 import trio
 
 from darwin import heap
+from darwin.net.host import HostConfig
+from darwin.net.pubsub import PubsubConfig
 from darwin.node.config import (
     CHEAT_MODES,
     DTYPES,
@@ -33,8 +35,6 @@ from darwin.node.config import (
     RetentionConfig,
     VerifyConfig,
 )
-from darwin.node.host import HostConfig
-from darwin.node.pubsub import PubsubConfig
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from darwin.node.fraud_notices import NoticeConfig
-from darwin.node.host import HostConfig
-from darwin.node.ledger_sync import SyncConfig
-from darwin.node.pubsub import PubsubConfig
+from darwin.gossip.fraud_notices import NoticeConfig
+from darwin.gossip.ledger_sync import SyncConfig
+from darwin.net.host import HostConfig
+from darwin.net.pubsub import PubsubConfig
 
 __all__ = ["CHEAT_MODES", "DTYPES", "ChallengeLimits", "ForwardLimits", "InfoLimits",
            "NodeConfig", "RetentionConfig", "VerifyConfig"]

@@ -41,30 +41,40 @@ from pathlib import Path
 import torch
 import trio
 
+from darwin.gossip.fraud_notices import FraudNotices, open_fraud_notices, proof_checker
+from darwin.gossip.ledger_sync import LedgerSyncHandler, catch_up_with
+from darwin.gossip.proof_exchange import ProofHandler
+from darwin.gossip.proof_store import PROOFS_DIR, ProofStore
+from darwin.gossip.sync_cursors import SyncCursors
+from darwin.gossip.verdicts import VerdictGossip, open_verdict_gossip
+from darwin.home import LEDGER_FILE, load_or_create_identity, model_cache_dir
 from darwin.ledger import Ledger, LedgerError
 from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
+from darwin.net.host import BootstrapError, Host, open_host
+from darwin.net.protocols import (
+    CHALLENGE_PROTOCOL,
+    FORWARD_PROTOCOL,
+    INFO_PROTOCOL,
+    LEDGER_SYNC_PROTOCOL,
+    PROOF_PROTOCOL,
+    PUSH_PROTOCOL,
+    VERIFY_PROTOCOL,
+    verifier_key,
+)
+from darwin.net.pubsub import PubsubConfig
 from darwin.node.announce import announce_span, provider_counts
 from darwin.node.block_selection import choose_span
-from darwin.node.challenge_handler import CHALLENGE_PROTOCOL, ChallengeHandler
 from darwin.node.cheats import COMPUTE_CHEATS, CheatingSpan, perturb_layer
-from darwin.node.committed_span import CommitConfig
 from darwin.node.config import NodeConfig
-from darwin.node.forward_handler import FORWARD_PROTOCOL, ForwardHandler
-from darwin.node.fraud_notices import FraudNotices, open_fraud_notices, proof_checker
-from darwin.node.gossip import VerdictGossip, open_verdict_gossip
-from darwin.node.home import load_or_create_identity, model_cache_dir
-from darwin.node.host import BootstrapError, Host, open_host
-from darwin.node.info_handler import INFO_PROTOCOL, InfoHandler
-from darwin.node.ledger_sync import LEDGER_SYNC_PROTOCOL, LedgerSyncHandler, catch_up_with
-from darwin.node.proof_exchange import PROOF_PROTOCOL, ProofHandler
-from darwin.node.proof_store import PROOFS_DIR, ProofStore
-from darwin.node.pubsub import PubsubConfig
-from darwin.node.push import PUSH_PROTOCOL, PushLinks
-from darwin.node.retention import RetentionStore
-from darwin.node.served_span import ServedSpan
-from darwin.node.sessions import SessionLimits, SessionTable
-from darwin.node.sync_cursors import SyncCursors
-from darwin.node.verify_handler import LEDGER_FILE, VERIFY_PROTOCOL, VerifyHandler, verifier_key
+from darwin.node.serving.challenge_handler import ChallengeHandler
+from darwin.node.serving.committed_span import CommitConfig
+from darwin.node.serving.forward_handler import ForwardHandler
+from darwin.node.serving.info_handler import InfoHandler
+from darwin.node.serving.push import PushLinks
+from darwin.node.serving.retention import RetentionStore
+from darwin.node.serving.served_span import ServedSpan
+from darwin.node.serving.sessions import SessionLimits, SessionTable
+from darwin.node.verifying.verify_handler import VerifyHandler
 from darwin.protocol import Identity, IdentityFileError, ModelId
 from darwin.protocol.forward_session import ServePolicy
 from darwin.verifier import Verifier

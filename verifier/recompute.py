@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from darwin.model import Checkpoint, ModelError, SpanRunner
+from darwin.model.torch_wire import from_wire, torch_dtype
 from darwin.protocol import RevealedLayer
 
 from .errors import Unrecomputable
-from .wire_tensors import to_torch, torch_dtype
 
 __all__ = ["LayerRecomputer", "RecomputeConfig"]
 
@@ -95,7 +95,7 @@ class LayerRecomputer:
         start, count = revealed.positions[-1]
         session = runner.new_session(start + count)
         device = self.config.device
-        inputs = [to_torch(tensor).to(device) for tensor in revealed.inputs]
+        inputs = [from_wire(tensor).to(device) for tensor in revealed.inputs]
         if self.config.merge_prefix and len(inputs) > 2:
             inputs = [torch.cat(inputs[:-1], dim=1), inputs[-1]]  # (batch, positions, hidden)
         output = inputs[0]

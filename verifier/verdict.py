@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from darwin.model import Checkpoint
 from darwin.model import model_id as checkpoint_model_id
+from darwin.model.torch_wire import from_wire
 from darwin.protocol import (
     Challenge,
     FraudProof,
@@ -45,7 +46,6 @@ from .errors import (
 )
 from .recompute import LayerRecomputer, RecomputeConfig
 from .tolerance import Comparison, compare
-from .wire_tensors import to_torch
 
 __all__ = [
     "Finding",
@@ -114,7 +114,7 @@ def evaluate(challenge: Challenge, reveal: Reveal | None, recomputer: LayerRecom
         recomputed = recomputer.recompute(revealed)
     except Unrecomputable as exc:
         return Finding(Outcome.FAIL, exc.reason)
-    comparison = compare(to_torch(revealed.output), recomputed, revealed.dtype)
+    comparison = compare(from_wire(revealed.output), recomputed, revealed.dtype)
     outcome = Outcome.PASS if comparison.passed else Outcome.FAIL
     return Finding(outcome, f"layer {challenge.layer} step {challenge.step}: "
                    f"{comparison.describe()}", comparison)

@@ -29,15 +29,16 @@ import pytest
 import trio
 from swarm_support import local_swarm
 
-from darwin.client.client_ledger import LEDGER_FILE, standing
+from darwin.client.client_ledger import standing
 from darwin.client.local_swarm import LocalSwarm
 from darwin.client.route import find_route
 from darwin.client.swarm import SwarmClient, SwarmConfig
+from darwin.home import LEDGER_FILE
 from darwin.ledger import Ledger
 from darwin.ledger.entries import EntryKind, FraudProof, FraudStatus
 from darwin.ledger.reputation import DEFAULT_PARAMS
 from darwin.model import Checkpoint, model_id
-from darwin.node.host import Host, HostConfig, open_host
+from darwin.net.host import Host, HostConfig, open_host
 from darwin.protocol import Identity, ModelId
 
 pytestmark = pytest.mark.slow

@@ -26,8 +26,8 @@ from darwin.client.route import NoRoute, Provider
 from darwin.client.sampling import SamplingConfig
 from darwin.client.session import Hop, HopFailed, SessionInfo, StepRefused
 from darwin.model import Checkpoint, ClientParts, SpanRunner
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.local_hop import LocalHop
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.local_hop import LocalHop
 from darwin.protocol import Identity, ModelId, PeerId, Receipt, new_session_id
 from darwin.verifier import hop_histories
 

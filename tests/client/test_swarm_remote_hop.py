@@ -15,24 +15,13 @@ import pytest
 import torch
 import trio
 
-from darwin.client.discovery import (
-    INFO_PROTOCOL,
-    DiscoveryConfig,
-    InfoError,
-    ask_info,
-    discover,
-)
-from darwin.client.remote_hop import (
-    FORWARD_PROTOCOL,
-    HopConfig,
-    HopTarget,
-    RemoteHop,
-    SessionTerms,
-)
+from darwin.client.discovery import DiscoveryConfig, InfoError, ask_info, discover
+from darwin.client.remote_hop import HopConfig, HopTarget, RemoteHop, SessionTerms
 from darwin.client.session import HopFailed, StepRefused
-from darwin.node.framing import read_frame, write_frame
-from darwin.node.host import Host, HostConfig, block_provider_key, open_host
-from darwin.node.torch_wire import to_wire
+from darwin.model.torch_wire import to_wire
+from darwin.net.framing import read_frame, write_frame
+from darwin.net.host import Host, HostConfig, open_host
+from darwin.net.protocols import FORWARD_PROTOCOL, INFO_PROTOCOL, block_provider_key
 from darwin.protocol import (
     CloseSession,
     DType,
@@ -112,7 +101,7 @@ async def test_an_honest_step_returns_the_output_and_advances_positions() -> Non
     identity = Identity.from_seed(NODE_SEED)
 
     async def echo_doubled(stream, message) -> None:  # type: ignore[no-untyped-def]
-        from darwin.node.torch_wire import from_wire
+        from darwin.model.torch_wire import from_wire
 
         await write_frame(stream, _honest_result(message, identity, from_wire(message.hidden) * 2))
 

@@ -16,12 +16,12 @@ import torch
 from transport_support import seed
 
 from darwin.model import Checkpoint, SpanRunner
+from darwin.model.torch_wire import digest, from_wire, to_wire
+from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.host import Host, HostConfig, Stream, open_host
+from darwin.net.protocols import FORWARD_PROTOCOL
 from darwin.node.config import ForwardLimits, NodeConfig
-from darwin.node.forward_handler import FORWARD_PROTOCOL
-from darwin.node.framing import StreamClosed, read_frame, write_frame
-from darwin.node.host import Host, HostConfig, Stream, open_host
 from darwin.node.server import Node, start_node
-from darwin.node.torch_wire import digest, from_wire, to_wire
 from darwin.protocol import (
     CloseSession,
     ErrorCode,

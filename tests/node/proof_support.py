@@ -17,8 +17,8 @@ from darwin.ledger import AccusationRefuted, EntryKind, FraudStatus, Record
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint, SpanRunner, model_id
 from darwin.node.cheats import CheatingSpan
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.retention import RetentionStore
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.retention import RetentionStore
 from darwin.protocol import Challenge, FraudProof, Identity, ModelId, Outcome, SessionId
 from darwin.protocol.proof_request import proof_hash
 from darwin.verifier import Verifier

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiaddr
 
-from darwin.node.addresses import expand_wildcards, local_ipv4_addresses
+from darwin.net.addresses import expand_wildcards, local_ipv4_addresses
 
 
 def _addrs(*texts: str) -> list[multiaddr.Multiaddr]:

@@ -16,7 +16,7 @@ import pytest
 import trio
 from transport_support import TEST_PROTOCOL, seed, swarm
 
-from darwin.node.framing import (
+from darwin.net.framing import (
     FrameConfig,
     FramedStream,
     FrameError,
@@ -27,7 +27,7 @@ from darwin.node.framing import (
     read_frame,
     write_frame,
 )
-from darwin.node.host import Host, HostConfig, open_host
+from darwin.net.host import Host, HostConfig, open_host
 
 LIMITS = FrameConfig(max_frame_size=64 * 1024, frame_timeout=0.5, idle_timeout=10)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from darwin.model import Checkpoint, SpanRunner
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.torch_wire import digest, from_wire, to_wire
+from darwin.model.torch_wire import digest, from_wire, to_wire
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
 from darwin.protocol import (
     Identity,
     LocalProtocolError,

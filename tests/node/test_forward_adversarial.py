@@ -28,11 +28,11 @@ from node_support import (
     send,
 )
 
-from darwin.node.framing import encode_header, write_frame
-from darwin.node.host import Host, Stream
-from darwin.node.served_span import SessionCompute
+from darwin.model.torch_wire import to_wire
+from darwin.net.framing import encode_header, write_frame
+from darwin.net.host import Host, Stream
 from darwin.node.server import Node
-from darwin.node.torch_wire import to_wire
+from darwin.node.serving.served_span import SessionCompute
 from darwin.protocol import (
     CloseSession,
     ErrorCode,

@@ -20,7 +20,7 @@ from node_support import (
     send,
 )
 
-from darwin.node.torch_wire import to_wire
+from darwin.model.torch_wire import to_wire
 from darwin.protocol import (
     ErrorCode,
     OpenSession,

@@ -9,7 +9,7 @@ from libp2p.network.stream.exceptions import StreamClosed as Libp2pStreamClosed
 from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 from transport_support import FakeStream, MemoryByteStream
 
-from darwin.node.framing import (
+from darwin.net.framing import (
     HEADER_SIZE,
     MAX_ENCODABLE_SIZE,
     FrameConfig,

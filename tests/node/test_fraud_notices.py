@@ -22,6 +22,15 @@ import trio
 from proof_support import CHEATER, HONEST, VERIFIER, Proofs, make_proofs, notice, refutation
 from transport_support import seed, swarm
 
+from darwin.gossip.fraud_notices import (
+    FraudNotices,
+    NoticeConfig,
+    NoticeOutcome,
+    ProofCheck,
+    proof_checker,
+)
+from darwin.gossip.proof_exchange import ProofExchangeConfig, ProofHandler
+from darwin.gossip.proof_store import ProofStore
 from darwin.ledger import (
     AccusationRefuted,
     EntryKind,
@@ -33,17 +42,9 @@ from darwin.ledger import (
 )
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
-from darwin.node.framing import read_frame, write_frame
-from darwin.node.fraud_notices import (
-    FraudNotices,
-    NoticeConfig,
-    NoticeOutcome,
-    ProofCheck,
-    proof_checker,
-)
-from darwin.node.host import Host, Stream
-from darwin.node.proof_exchange import PROOF_PROTOCOL, ProofExchangeConfig, ProofHandler
-from darwin.node.proof_store import ProofStore
+from darwin.net.framing import read_frame, write_frame
+from darwin.net.host import Host, Stream
+from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import FraudProof, Identity, ModelId, Verdict
 from darwin.protocol.proof_request import ProofAnswer, ProofRequest, proof_hash
 from darwin.verifier import FraudCheck

@@ -18,6 +18,8 @@ import pytest
 import trio
 from transport_support import seed
 
+from darwin.gossip.policy import GossipConfig
+from darwin.gossip.verdicts import VerdictGossip, open_verdict_gossip, verdict_topic
 from darwin.ledger import (
     AccusationRefuted,
     EntryKind,
@@ -29,10 +31,8 @@ from darwin.ledger import (
     Success,
     Verdict,
 )
-from darwin.node.gossip import VerdictGossip, open_verdict_gossip, verdict_topic
-from darwin.node.gossip_policy import GossipConfig
-from darwin.node.host import Host, HostConfig, open_host
-from darwin.node.pubsub import PubsubConfig
+from darwin.net.host import Host, HostConfig, open_host
+from darwin.net.pubsub import PubsubConfig
 from darwin.protocol import Identity
 
 MODEL = b"\x42" * 32

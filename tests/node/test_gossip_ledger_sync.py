@@ -11,6 +11,14 @@ import pytest
 import trio
 from transport_support import seed, swarm
 
+from darwin.gossip.ledger_sync import (
+    LedgerSyncError,
+    LedgerSyncHandler,
+    SyncConfig,
+    SyncPage,
+    SyncRequest,
+    catch_up,
+)
 from darwin.ledger import (
     AccusationRefuted,
     EntryKind,
@@ -22,17 +30,9 @@ from darwin.ledger import (
     Success,
     Verdict,
 )
-from darwin.node.framing import FramedStream, read_frame, write_frame
-from darwin.node.host import Host, Stream
-from darwin.node.ledger_sync import (
-    LEDGER_SYNC_PROTOCOL,
-    LedgerSyncError,
-    LedgerSyncHandler,
-    SyncConfig,
-    SyncPage,
-    SyncRequest,
-    catch_up,
-)
+from darwin.net.framing import FramedStream, read_frame, write_frame
+from darwin.net.host import Host, Stream
+from darwin.net.protocols import LEDGER_SYNC_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame, Identity, RemoteProtocolError
 
 T0 = 1_700_000_000_000

@@ -7,6 +7,15 @@ import hashlib
 
 import pytest
 
+from darwin.gossip.policy import (
+    Accepted,
+    Dropped,
+    DropReason,
+    GossipConfig,
+    GossipPolicy,
+    RateLimiter,
+    TokenBucket,
+)
 from darwin.ledger import (
     AccusationRefuted,
     EntryKind,
@@ -15,15 +24,6 @@ from darwin.ledger import (
     Record,
     Success,
     Verdict,
-)
-from darwin.node.gossip_policy import (
-    Accepted,
-    Dropped,
-    DropReason,
-    GossipConfig,
-    GossipPolicy,
-    RateLimiter,
-    TokenBucket,
 )
 from darwin.protocol import Identity
 

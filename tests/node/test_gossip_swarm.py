@@ -27,16 +27,16 @@ from transport_support import seed
 
 from darwin.client.client_ledger import catch_up_from, standing
 from darwin.client.verification import ask_verifier
+from darwin.gossip.fraud_notices import proof_checker
+from darwin.gossip.sync_cursors import SyncCursors
+from darwin.gossip.verdicts import verdict_topic
 from darwin.ledger import AccusationRefuted, EntryKind, FraudStatus, Ledger, Verdict, reputation
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
+from darwin.model.torch_wire import to_wire
+from darwin.net.host import Host, HostConfig, open_host
 from darwin.node.config import VerifyConfig
-from darwin.node.fraud_notices import proof_checker
-from darwin.node.gossip import verdict_topic
-from darwin.node.host import Host, HostConfig, open_host
 from darwin.node.server import Node, start_node
-from darwin.node.sync_cursors import SyncCursors
-from darwin.node.torch_wire import to_wire
 from darwin.protocol import (
     CloseSession,
     Identity,

@@ -23,9 +23,9 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils import encode_varint_prefixed
 from transport_support import seed
 
-from darwin.node import libp2p_workarounds as fixes
-from darwin.node.host import HostConfig, _new_libp2p_host, open_host
-from darwin.node.pubsub import PubsubConfig, Subscription, _new_router, run_pubsub
+from darwin.net import libp2p_workarounds as fixes
+from darwin.net.host import HostConfig, _new_libp2p_host, open_host
+from darwin.net.pubsub import PubsubConfig, Subscription, _new_router, run_pubsub
 
 LOCALHOST = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
 TOPIC = "t"

@@ -7,17 +7,17 @@ import trio
 from nacl.signing import SigningKey
 from transport_support import TEST_PROTOCOL, seed, swarm
 
-from darwin.node.framing import StreamClosed, read_frame, write_frame
-from darwin.node.host import (
+from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.host import (
     BootstrapError,
     DialError,
     HostConfig,
     ProtocolNotSupported,
-    block_provider_key,
     open_host,
     public_key_from_peer_id,
     stream_peer_id,
 )
+from darwin.net.protocols import block_provider_key
 from darwin.protocol import peer_id_from_public_key
 
 QUICK = {"dial_timeout": 3.0, "dht_timeout": 3.0}

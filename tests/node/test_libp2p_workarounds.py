@@ -1,7 +1,7 @@
 """One test per py-libp2p 0.8.1 defect: the original behaviour, then ours.
 
 When py-libp2p is upgraded, a failing "original" assertion here means the defect
-is gone and its workaround in ``darwin.node.libp2p_workarounds`` can be removed.
+is gone and its workaround in ``darwin.net.libp2p_workarounds`` can be removed.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.stream_muxer.yamux import yamux
 from transport_support import TEST_PROTOCOL, seed, swarm
 
-from darwin.node import libp2p_workarounds as fixes
-from darwin.node.framing import StreamClosed, read_frame, write_frame
-from darwin.node.host import HostConfig, _new_libp2p_host, block_provider_key, open_host
+from darwin.net import libp2p_workarounds as fixes
+from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.host import HostConfig, _new_libp2p_host, open_host
+from darwin.net.protocols import block_provider_key
 
 QUICK = {"dial_timeout": 3.0, "dht_timeout": 3.0}
 LOCALHOST = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]

@@ -29,12 +29,11 @@ from node_support import (
 
 from darwin.ledger import EntryKind, Ledger
 from darwin.model import Checkpoint
-from darwin.node.challenge_handler import CHALLENGE_PROTOCOL
+from darwin.net.framing import read_frame, write_frame
+from darwin.net.host import HostConfig
+from darwin.net.protocols import CHALLENGE_PROTOCOL, VERIFY_PROTOCOL, verifier_key
 from darwin.node.config import VerifyConfig
-from darwin.node.framing import read_frame, write_frame
-from darwin.node.host import HostConfig
 from darwin.node.server import start_node
-from darwin.node.verify_handler import VERIFY_PROTOCOL, verifier_key
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     Challenge,

@@ -14,9 +14,9 @@ import trio
 from node_support import QUICK_HOST, expect_end, receive, send
 from transport_support import seed
 
+from darwin.net.host import HostConfig, open_host
+from darwin.net.protocols import INFO_PROTOCOL
 from darwin.node import cli
-from darwin.node.host import HostConfig, open_host
-from darwin.node.info_handler import INFO_PROTOCOL
 from darwin.protocol import InfoRequest, NodeInfo
 
 LISTENING = re.compile(r"listening (/ip4/127\.0\.0\.1/tcp/\d+/p2p/(12D3KooW\w+))")

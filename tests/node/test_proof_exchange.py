@@ -10,16 +10,16 @@ import pytest
 import trio
 from transport_support import swarm
 
-from darwin.node.framing import FrameTooLarge, read_frame, write_frame
-from darwin.node.host import Host, Stream
-from darwin.node.proof_exchange import (
-    PROOF_PROTOCOL,
+from darwin.gossip.proof_exchange import (
     ProofExchangeConfig,
     ProofFetchError,
     ProofHandler,
     fetch_proof,
 )
-from darwin.node.proof_store import ProofStore
+from darwin.gossip.proof_store import ProofStore
+from darwin.net.framing import FrameTooLarge, read_frame, write_frame
+from darwin.net.host import Host, Stream
+from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame
 from darwin.protocol.proof_request import ProofAnswer, ProofRequest, decode_proof_answer, proof_hash
 

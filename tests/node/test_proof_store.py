@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from darwin.node.proof_store import PROOFS_DIR, ProofStore, ProofTooLarge
+from darwin.gossip.proof_store import PROOFS_DIR, ProofStore, ProofTooLarge
 from darwin.protocol.proof_request import proof_hash
 
 PROOF = b"the encoded proof"

@@ -30,12 +30,12 @@ from node_support import (
 from transport_support import seed
 
 from darwin.model import Checkpoint, SpanRunner
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.framing import StreamClosed, read_frame, write_frame
-from darwin.node.host import Host, HostConfig, Stream, open_host
-from darwin.node.push import PUSH_PROTOCOL
+from darwin.model.torch_wire import digest, from_wire, to_wire
+from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.host import Host, HostConfig, Stream, open_host
+from darwin.net.protocols import PUSH_PROTOCOL
 from darwin.node.server import Node
-from darwin.node.torch_wire import digest, from_wire, to_wire
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
 from darwin.protocol import (
     CloseSession,
     ErrorCode,

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from darwin.node.committed_span import CommittedStep
-from darwin.node.retention import (
+from darwin.model.torch_wire import digest
+from darwin.node.serving.committed_span import CommittedStep
+from darwin.node.serving.retention import (
     ForeignChallenge,
     NotRetained,
     RetentionConfig,
     RetentionStore,
 )
-from darwin.node.torch_wire import digest
 from darwin.protocol import (
     Challenge,
     ErrorCode,

@@ -20,10 +20,10 @@ from node_support import (
 )
 
 import darwin
-from darwin.node.framing import write_frame
-from darwin.node.home import IDENTITY_FILE, load_or_create_identity
-from darwin.node.host import HostConfig, block_provider_key
-from darwin.node.info_handler import INFO_PROTOCOL
+from darwin.home import IDENTITY_FILE, load_or_create_identity
+from darwin.net.framing import write_frame
+from darwin.net.host import HostConfig
+from darwin.net.protocols import INFO_PROTOCOL, block_provider_key
 from darwin.node.server import StartupError, start_node
 from darwin.protocol import DType, ErrorCode, IdentityFileError, InfoRequest, NodeInfo
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from darwin.model import Checkpoint, SpanRunner, make_tiny
-from darwin.node.sessions import Busy, SessionLimits, SessionTable, kv_bytes_per_row
+from darwin.node.serving.sessions import Busy, SessionLimits, SessionTable, kv_bytes_per_row
 
 
 def test_admission_stops_at_the_slot_limit_and_release_frees_the_slot() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from darwin.node.sync_cursors import CURSORS_FILE, SyncCursors
+from darwin.gossip.sync_cursors import CURSORS_FILE, SyncCursors
 
 
 def test_cursors_survive_a_restart_and_forget_the_least_recent_peer(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darwin.node.torch_wire import digest, digest_all, from_wire, to_wire
+from darwin.model.torch_wire import digest, digest_all, from_wire, to_wire
 from darwin.protocol import tensor_digest
 
 

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
-from darwin.node.host import Host, HostConfig, open_host
+from darwin.net.host import Host, HostConfig, open_host
 
 TEST_PROTOCOL = "/darwin/test/1"
 

@@ -29,7 +29,6 @@ import pytest
 import trio
 
 from darwin.client.cli import main
-from darwin.client.client_ledger import LEDGER_FILE
 from darwin.client.discovery import DiscoveryConfig
 from darwin.client.local_swarm import LocalNode, LocalSwarm, LocalSwarmConfig
 from darwin.client.route import NoRoute
@@ -37,9 +36,9 @@ from darwin.client.sampling import SamplingConfig
 from darwin.client.submit import Submission, SubmitConfig, SubmitResult
 from darwin.client.swarm import SwarmConfig
 from darwin.client.verification import VerificationConfig, ask_verifier
+from darwin.home import LEDGER_FILE, load_or_create_identity
 from darwin.ledger import EntryKind, Failure, Ledger
-from darwin.node.home import load_or_create_identity
-from darwin.node.host import HostConfig, open_host
+from darwin.net.host import HostConfig, open_host
 from darwin.protocol import Identity, Outcome, PeerId
 from darwin.protocol.verify_request import VerifyRequest
 from darwin.verifier import verify_proof_command

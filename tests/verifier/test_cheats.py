@@ -19,7 +19,7 @@ from verifier_harness import (
 )
 
 from darwin.model import Checkpoint, SpanRunner, make_tiny
-from darwin.node.torch_wire import to_wire
+from darwin.model.torch_wire import to_wire
 from darwin.protocol import (
     Challenge,
     FraudProof,

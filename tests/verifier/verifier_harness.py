@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from darwin.model import Checkpoint, ClientParts, SpanOutput, SpanRunner, SpanSession
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.retention import RetentionConfig, RetentionError, RetentionStore
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.retention import RetentionConfig, RetentionError, RetentionStore
 from darwin.protocol import (
     Challenge,
     Identity,

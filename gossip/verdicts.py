@@ -4,7 +4,7 @@ Rules of this module (normative text: ``specs/gossip.md``):
 
 - The topic of model *M* is ``darwin/verdicts/1/<M as lowercase hex>``
   (:func:`verdict_topic`); a message is one ``Record.to_wire()``.
-- Every received message passes :class:`~darwin.node.gossip_policy.GossipPolicy` inside the
+- Every received message passes :class:`~darwin.gossip.policy.GossipPolicy` inside the
   topic's pubsub validator, so a message we refuse is neither appended, nor delivered, nor
   forwarded to our mesh. Each drop is counted in ``stats`` under its reason and logged at
   debug with the forwarder and the origin.
@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from darwin.gossip.policy import Accepted, DropReason, GossipConfig, GossipPolicy
 from darwin.ledger import (
     DuplicateEntryError,
     Entry,
@@ -35,9 +36,8 @@ from darwin.ledger import (
     Record,
     Verdict,
 )
-from darwin.node.gossip_policy import Accepted, DropReason, GossipConfig, GossipPolicy
-from darwin.node.host import Host
-from darwin.node.pubsub import HostPubsub, Subscription
+from darwin.net.host import Host
+from darwin.net.pubsub import HostPubsub, Subscription
 
 __all__ = [
     "VERDICT_TOPIC_PREFIX",
@@ -248,7 +248,7 @@ async def open_verdict_gossip(
             are still validated and forwarded).
 
     Records accepted but not yet appended when the block exits are lost; ledger sync
-    (``darwin.node.ledger_sync``) recovers them from peers.
+    (``darwin.gossip.ledger_sync``) recovers them from peers.
 
     Raises:
         RuntimeError: the host runs no pubsub.

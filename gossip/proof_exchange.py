@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import trio
 
-from darwin.node.framing import (
+from darwin.gossip.policy import RateLimiter
+from darwin.gossip.proof_store import ProofStore
+from darwin.net.framing import (
     FrameConfig,
     FramedStream,
     FrameTooLarge,
@@ -30,9 +32,8 @@ from darwin.node.framing import (
     read_frame,
     write_frame,
 )
-from darwin.node.gossip_policy import RateLimiter
-from darwin.node.host import Host, Stream, stream_peer_id
-from darwin.node.proof_store import ProofStore
+from darwin.net.host import Host, Stream, stream_peer_id
+from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame, RemoteProtocolError
 from darwin.protocol.proof_request import (
     MAX_PROOF_REQUEST_BYTES,
@@ -42,12 +43,11 @@ from darwin.protocol.proof_request import (
     decode_proof_answer,
 )
 
-__all__ = ["PROOF_PROTOCOL", "ProofExchangeConfig", "ProofFetchError", "ProofHandler",
+__all__ = ["ProofExchangeConfig", "ProofFetchError", "ProofHandler",
            "fetch_proof"]
 
 logger = logging.getLogger(__name__)
 
-PROOF_PROTOCOL = "/darwin/proof/1"
 MIB = 2**20
 
 

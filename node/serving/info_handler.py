@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 
 import darwin
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge
+from darwin.net.host import Stream, stream_peer_id
 from darwin.node.config import InfoLimits
-from darwin.node.framing import FrameConfig, FramedStream, FrameTooLarge
-from darwin.node.host import Stream, stream_peer_id
-from darwin.node.served_span import ServedSpan
-from darwin.node.sessions import SessionTable
+from darwin.node.serving.served_span import ServedSpan
+from darwin.node.serving.sessions import SessionTable
 from darwin.protocol import ErrorCode, ErrorFrame, InfoRequest, NodeInfo, RemoteProtocolError
 
-__all__ = ["INFO_PROTOCOL", "InfoHandler"]
+__all__ = ["InfoHandler"]
 
 logger = logging.getLogger(__name__)
 
-INFO_PROTOCOL = "/darwin/info/1"
 
 
 class InfoHandler:

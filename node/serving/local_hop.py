@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import trio
 
-from darwin.node.committed_span import CommittedSpan
+from darwin.node.serving.committed_span import CommittedSpan
 from darwin.protocol import PeerId, Receipt, SessionId
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
-from darwin.node.committed_span import CommittedStep
+from darwin.model.torch_wire import to_wire, wire_dtype
 from darwin.node.config import RetentionConfig
-from darwin.node.torch_wire import to_wire, wire_dtype
+from darwin.node.serving.committed_span import CommittedStep
 from darwin.protocol import (
     Challenge,
     ErrorCode,

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from darwin.protocol import Identity
 
-__all__ = ["IDENTITY_FILE", "load_or_create_identity", "model_cache_dir"]
+__all__ = ["IDENTITY_FILE", "LEDGER_FILE", "load_or_create_identity", "model_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity"
+# The append-only ledger of every process of this home (specs/ledger.md).
+LEDGER_FILE = "ledger.sqlite"
 
 
 def load_or_create_identity(home: Path) -> Identity:

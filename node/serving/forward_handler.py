@@ -12,7 +12,7 @@ Rules (normative text: ``specs/forward-protocol.md``):
   client's next step finds the stream ended and fails over as from any lost hop).
 - A session opened with ``push_to`` pushes each result to the next hop, then answers the
   client with its receipt alone (`StepReceipt`); one opened with ``push_from`` runs each
-  step on the input the previous hop pushes (`darwin.node.push`), watching its client's
+  step on the input the previous hop pushes (`darwin.node.serving.push`), watching its client's
   stream meanwhile: the client may say nothing during a step, and one that speaks or leaves
   ends the session at once. A push link that fails is answered with
   `ErrorFrame(push_failed)` and ends the session.
@@ -30,13 +30,13 @@ from dataclasses import dataclass
 import trio
 
 from darwin.model import ModelError, SessionLengthExceeded
+from darwin.net.framing import TransportError
+from darwin.net.host import Stream
 from darwin.node.config import ForwardLimits
-from darwin.node.conversation import Conversation
-from darwin.node.framing import TransportError
-from darwin.node.host import Stream
-from darwin.node.push import Inbox, PushFailed, PushLinks, PushOut
-from darwin.node.served_span import ServedSpan, SessionCompute
-from darwin.node.sessions import Busy, Reservation, SessionTable
+from darwin.node.serving.conversation import Conversation
+from darwin.node.serving.push import Inbox, PushFailed, PushLinks, PushOut
+from darwin.node.serving.served_span import ServedSpan, SessionCompute
+from darwin.node.serving.sessions import Busy, Reservation, SessionTable
 from darwin.protocol import (
     ErrorCode,
     Message,
@@ -55,11 +55,10 @@ from darwin.protocol.forward_session import (
     ServerSession,
 )
 
-__all__ = ["FORWARD_PROTOCOL", "ForwardHandler"]
+__all__ = ["ForwardHandler"]
 
 logger = logging.getLogger(__name__)
 
-FORWARD_PROTOCOL = "/darwin/forward/1"
 @dataclass
 class _Session:
     """An admitted session: its place in the table, its compute state and its push links."""

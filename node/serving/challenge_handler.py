@@ -20,11 +20,11 @@ import logging
 
 import trio
 
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError, read_frame
+from darwin.net.host import Stream, stream_peer_id
 from darwin.node.cheats import tamper_reveal
 from darwin.node.config import ChallengeLimits
-from darwin.node.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError, read_frame
-from darwin.node.host import Stream, stream_peer_id
-from darwin.node.retention import RetentionError, RetentionStore
+from darwin.node.serving.retention import RetentionError, RetentionStore
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     Challenge,
@@ -35,11 +35,10 @@ from darwin.protocol import (
     Reveal,
 )
 
-__all__ = ["CHALLENGE_PROTOCOL", "ChallengeHandler"]
+__all__ = ["ChallengeHandler"]
 
 logger = logging.getLogger(__name__)
 
-CHALLENGE_PROTOCOL = "/darwin/challenge/1"
 
 
 class ChallengeHandler:

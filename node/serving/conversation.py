@@ -16,9 +16,9 @@ import logging
 
 import trio
 
+from darwin.net.framing import FrameConfig, FramedStream, FrameTimeout, FrameTooLarge, StreamClosed
+from darwin.net.host import Stream, stream_peer_id
 from darwin.node.config import ForwardLimits
-from darwin.node.framing import FrameConfig, FramedStream, FrameTimeout, FrameTooLarge, StreamClosed
-from darwin.node.host import Stream, stream_peer_id
 from darwin.protocol import (
     ErrorCode,
     ErrorFrame,

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darwin.model import SpanRunner, SpanSession
+from darwin.model.torch_wire import from_wire, to_wire, wire_dtype
 from darwin.node.cheats import tamper_step
-from darwin.node.committed_span import CommitConfig, CommittedSpan
-from darwin.node.retention import RetentionStore
-from darwin.node.sessions import kv_bytes_per_row
-from darwin.node.torch_wire import from_wire, to_wire, wire_dtype
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.retention import RetentionStore
+from darwin.node.serving.sessions import kv_bytes_per_row
 from darwin.protocol import (
     DType,
     Identity,

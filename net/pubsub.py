@@ -42,7 +42,7 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 from libp2p.pubsub.score import ScoreParams
 from libp2p.tools.anyio_service import background_trio_service
 
-from darwin.node.libp2p_workarounds import guard_pubsub_push, stop_seen_cache_thread
+from darwin.net.libp2p_workarounds import guard_pubsub_push, stop_seen_cache_thread
 
 __all__ = [
     "MESHSUB_PROTOCOLS",

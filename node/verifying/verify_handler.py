@@ -31,12 +31,12 @@ import time
 
 import trio
 
+from darwin.gossip.proof_store import ProofStore, ProofTooLarge
+from darwin.gossip.verdicts import Publish, publish_or_log
 from darwin.ledger import EntryKind, FraudStatus, Ledger, Record
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
-from darwin.node.challenge_handler import CHALLENGE_PROTOCOL
-from darwin.node.config import VerifyConfig
-from darwin.node.framing import (
+from darwin.net.framing import (
     FrameConfig,
     FramedStream,
     FrameTooLarge,
@@ -45,16 +45,15 @@ from darwin.node.framing import (
     reset_quietly,
     write_frame,
 )
-from darwin.node.gossip import Publish, publish_or_log
-from darwin.node.host import Host, Stream, block_provider_key, stream_peer_id
-from darwin.node.proof_store import ProofStore, ProofTooLarge
+from darwin.net.host import Host, Stream, stream_peer_id
+from darwin.net.protocols import CHALLENGE_PROTOCOL
+from darwin.node.config import VerifyConfig
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     Challenge,
     ErrorCode,
     ErrorFrame,
     FraudProof,
-    ModelId,
     Outcome,
     RemoteProtocolError,
     Reveal,
@@ -63,17 +62,10 @@ from darwin.protocol import (
 from darwin.protocol.verify_request import VERIFY_REQUEST_LIMITS, VerifyAnswer, VerifyRequest
 from darwin.verifier import Judgement, Verifier, VerifierError, choose_challenge
 
-__all__ = ["VERIFY_PROTOCOL", "VerifyHandler", "verifier_key"]
+__all__ = ["VerifyHandler", ]
 
 logger = logging.getLogger(__name__)
 
-VERIFY_PROTOCOL = "/darwin/verify/1"
-LEDGER_FILE = "ledger.sqlite"
-
-
-def verifier_key(model_id: ModelId) -> bytes:
-    """The DHT key under which verifiers of ``model_id`` announce themselves."""
-    return bytes(block_provider_key(model_id.hex() + "/verifier", 0))
 
 
 async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...],

@@ -15,7 +15,7 @@ Rules of this module (normative text: ``specs/gossip.md`` §5):
   backwards, undecodable) raises ``LedgerSyncError``; a bad *record* in a good page is
   counted and skipped.
 - ``catch_up_with`` catches up from several peers, each from its cursor
-  (``darwin.node.sync_cursors``), which moves only when that peer's catch-up completes.
+  (``darwin.gossip.sync_cursors``), which moves only when that peer's catch-up completes.
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ from typing import ClassVar
 
 import trio
 
+from darwin.gossip.policy import GOSSIP_KINDS, NOTICE_KINDS, DropReason, RateLimiter
+from darwin.gossip.sync_cursors import SyncCursors
 from darwin.ledger import DuplicateEntryError, InvalidEntryError, Ledger, Record
 from darwin.ledger.record import MAX_RECORD_WIRE_BYTES
-from darwin.node.framing import FrameConfig, FramedStream, TransportError
-from darwin.node.gossip_policy import GOSSIP_KINDS, NOTICE_KINDS, DropReason, RateLimiter
-from darwin.node.host import Host, Stream, stream_peer_id
-from darwin.node.sync_cursors import SyncCursors
+from darwin.net.framing import FrameConfig, FramedStream, TransportError
+from darwin.net.host import Host, Stream, stream_peer_id
+from darwin.net.protocols import LEDGER_SYNC_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame, RemoteProtocolError
 from darwin.protocol.schema import MapReader
 from darwin.protocol.wire import PROTOCOL_VERSION, WireLimits, pack, unpack
 
 __all__ = [
-    "LEDGER_SYNC_PROTOCOL",
     "LedgerSyncError",
     "LedgerSyncHandler",
     "SyncConfig",
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LEDGER_SYNC_PROTOCOL = "/darwin/ledger-sync/1"
 MAX_PAGE = 256
 _REQUEST_LIMIT = 256  # bytes: a request is a small map
 _PAGE_LIMIT = MAX_PAGE * (MAX_RECORD_WIRE_BYTES + 8) + 1024

@@ -8,24 +8,22 @@ Rules of this module (normative text: ``specs/transport.md``):
   else: no plaintext, secio, TLS or mplex is offered, so no peer can negotiate
   down to them.
 - Discovery is the Kademlia DHT (``/ipfs/kad/1.0.0``). Darwin only uses its
-  provider records: a node announces keys (:func:`block_provider_key`) and
+  provider records: a node announces keys (:func:`darwin.net.protocols.block_provider_key`) and
   anyone finds the announcers and their addresses.
 - Peers are named by their base58 peer-id string everywhere outside this module;
   no libp2p type but the stream (:data:`Stream`) crosses its boundary.
-- Every libp2p failure that escapes is a :class:`~darwin.node.framing.TransportError`.
+- Every libp2p failure that escapes is a :class:`~darwin.net.framing.TransportError`.
 - A stream handler that raises never takes the connection or the node down: the
   error is logged with the peer and the stream is reset.
-- With ``HostConfig.pubsub`` set, the host also runs GossipSub (:mod:`darwin.node.pubsub`,
+- With ``HostConfig.pubsub`` set, the host also runs GossipSub (:mod:`darwin.net.pubsub`,
   ``specs/gossip.md``), started before it joins so every connection gets a pubsub stream.
 - Every py-libp2p 0.8.1 defect we work around lives in
-  :mod:`darwin.node.libp2p_workarounds`, one function each, with a test.
+  :mod:`darwin.net.libp2p_workarounds`, one function each, with a test.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,21 +48,20 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
-from darwin.node.addresses import WILDCARD, expand_wildcards, local_ipv4_addresses
-from darwin.node.framing import TransportError, close_quietly, reset_quietly
-from darwin.node.libp2p_workarounds import (
+from darwin.net.addresses import WILDCARD, expand_wildcards, local_ipv4_addresses
+from darwin.net.framing import TransportError, close_quietly, reset_quietly
+from darwin.net.libp2p_workarounds import (
     PROVIDER_RECORD_TTL,
     apply_process_fixes,
     close_network,
     connection_config,
     query_providers,
 )
-from darwin.node.pubsub import HostPubsub, PubsubConfig, run_pubsub
+from darwin.net.pubsub import HostPubsub, PubsubConfig, run_pubsub
 from darwin.protocol import RemoteProtocolError
 from darwin.protocol import public_key_from_peer_id as protocol_public_key
 
 __all__ = [
-    "BLOCK_KEY_DOMAIN",
     "PROVIDER_RECORD_TTL",
     "BootstrapError",
     "DialError",
@@ -74,7 +71,6 @@ __all__ = [
     "ProviderInfo",
     "Stream",
     "StreamHandler",
-    "block_provider_key",
     "open_host",
     "public_key_from_peer_id",
     "stream_peer_id",
@@ -86,9 +82,6 @@ Stream = INetStream
 StreamHandler = Callable[[INetStream], Awaitable[None]]
 
 SEED_SIZE = 32
-BLOCK_KEY_DOMAIN = b"darwin/block/1"
-# Multihash prefix of a BLAKE2b-256 digest: varint(0xb220) ‖ varint(32).
-_BLAKE2B_256_MULTIHASH = b"\xa0\xe4\x02\x20"
 # Addresses learned for a peer stay dialable this long (seconds; 0 = forever).
 _PEER_ADDR_TTL = 3600
 
@@ -164,22 +157,6 @@ def stream_peer_id(stream: INetStream) -> str:
     return str(stream.muxed_conn.peer_id)
 
 
-def block_provider_key(model_id: str, block: int) -> bytes:
-    """Return the DHT key under which providers of ``block`` of ``model_id`` announce.
-
-    ``BLAKE2b-256(b"darwin/block/1" ‖ u16be(len(m)) ‖ m ‖ u32be(block))`` with
-    ``m = model_id.encode("utf-8")``, wrapped as a multihash (the form libp2p
-    provider keys take). The length prefix keeps (model, block) pairs unambiguous.
-    """
-    model = model_id.encode("utf-8")
-    if not model or len(model) > 0xFFFF:
-        raise ValueError("model_id must be 1..65535 bytes of UTF-8")
-    if not 0 <= block <= 0xFFFFFFFF:
-        raise ValueError(f"block index out of range: {block}")
-    preimage = BLOCK_KEY_DOMAIN + struct.pack(">H", len(model)) + model + struct.pack(">I", block)
-    return _BLAKE2B_256_MULTIHASH + hashlib.blake2b(preimage, digest_size=32).digest()
-
-
 # ------------------------------------------------------------------------------- host
 
 
@@ -205,7 +182,7 @@ class Host:
     @property
     def listen_addrs(self) -> list[str]:
         """The addresses we actually listen on, each ending in ``/p2p/<peer id>``; a wildcard
-        (``0.0.0.0``) as the machine's own addresses (`darwin.node.addresses`)."""
+        (``0.0.0.0``) as the machine's own addresses (`darwin.net.addresses`)."""
         return [str(addr) for addr in self._host.get_addrs()]
 
     @property

@@ -21,10 +21,11 @@ from collections.abc import Iterable
 
 import trio
 
+from darwin.net.framing import FrameConfig, FramedStream, TransportError
+from darwin.net.host import Host, Stream
+from darwin.net.protocols import PUSH_PROTOCOL
 from darwin.node.config import ForwardLimits
-from darwin.node.conversation import Conversation
-from darwin.node.framing import FrameConfig, FramedStream, TransportError
-from darwin.node.host import Host, Stream
+from darwin.node.serving.conversation import Conversation
 from darwin.protocol import (
     ErrorCode,
     PushedStepRequest,
@@ -33,11 +34,10 @@ from darwin.protocol import (
     StepResult,
 )
 
-__all__ = ["PUSH_PROTOCOL", "Inbox", "PushFailed", "PushLinks", "PushOut"]
+__all__ = ["Inbox", "PushFailed", "PushLinks", "PushOut"]
 
 logger = logging.getLogger(__name__)
 
-PUSH_PROTOCOL = "/darwin/push/1"
 
 
 class PushFailed(Exception):

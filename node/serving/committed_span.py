@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from darwin.model import SpanOutput, SpanRunner, SpanSession
-from darwin.node.torch_wire import digest_all
+from darwin.model.torch_wire import digest_all
 from darwin.protocol import (
     AdapterId,
     Identity,

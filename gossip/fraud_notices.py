@@ -46,6 +46,9 @@ from functools import partial
 
 import trio
 
+from darwin.gossip.proof_exchange import ProofExchangeConfig, fetch_proof
+from darwin.gossip.proof_store import ProofStore
+from darwin.gossip.verdicts import Publish, publish_or_log
 from darwin.ledger import (
     AccusationRefuted,
     Entry,
@@ -57,11 +60,8 @@ from darwin.ledger import (
 )
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
-from darwin.node.framing import TransportError
-from darwin.node.gossip import Publish, publish_or_log
-from darwin.node.host import Host
-from darwin.node.proof_exchange import ProofExchangeConfig, fetch_proof
-from darwin.node.proof_store import ProofStore
+from darwin.net.framing import TransportError
+from darwin.net.host import Host
 from darwin.protocol import FraudProof, ModelId, RemoteProtocolError
 from darwin.verifier import FraudCheck, LayerRecomputer, RecomputeConfig, recheck_fraud_proof
 
