@@ -2,6 +2,6 @@
 
 import sys
 
-from darwin.client.cli import main
+from darwin.launch import darwin
 
-sys.exit(main())
+sys.exit(darwin())

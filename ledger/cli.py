@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from darwin.protocol import Identity, PeerId, ProtocolError
+from darwin.home import IDENTITY_FILE, LEDGER_FILE, load_identity
+from darwin.protocol import PeerId, ProtocolError
 
 from .errors import LedgerError
 from .record import Entry
@@ -33,11 +34,8 @@ from .rows import read_entries
 from .store import wall_clock_ms
 from .verify import VerifyReport, verify_ledger
 
-__all__ = ["IDENTITY_FILE", "LEDGER_FILE", "export_command", "ledger_path",
-           "reputation_command", "verify_command"]
+__all__ = ["export_command", "ledger_path", "reputation_command", "verify_command"]
 
-LEDGER_FILE = "ledger.sqlite"
-IDENTITY_FILE = "identity"  # as written by darwin.home.load_or_create_identity
 EXIT_OK, EXIT_BAD, EXIT_UNREADABLE = 0, 1, 2
 
 
@@ -57,7 +55,7 @@ def _expected_owner(home: Path) -> PeerId | None:
     path = Path(home) / IDENTITY_FILE
     if not path.exists():
         return None
-    return Identity.load(path).peer_id
+    return load_identity(path).peer_id
 
 
 def verify_command(home: Path, json: bool = False) -> int:

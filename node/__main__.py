@@ -2,6 +2,6 @@
 
 import sys
 
-from darwin.node.cli import main
+from darwin.launch import darwin_node
 
-sys.exit(main())
+sys.exit(darwin_node())

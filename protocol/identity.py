@@ -9,16 +9,14 @@ Rules:
   ``specs/wire-format.md``).
 * Peer ids from the wire are untrusted: parsing one checks every byte of the layout and that
   the key is a valid curve point, and raises ``RemoteProtocolError`` otherwise.
-* The seed never appears in ``repr`` and is stored only in files of mode 0600.
+* The seed never appears in ``repr``; its file format is here, its file (mode 0600) is kept
+  by ``darwin.home``.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import NewType
 
 import nacl.utils
@@ -39,7 +37,6 @@ SIGNATURE_SIZE = 64
 _PEER_ID_PREFIX = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
 _PEER_ID_MAX_CHARS = 64
 _FILE_HEADER = "darwin/identity/1 ed25519 "
-_FILE_MAX_BYTES = 256
 _HEX_DIGITS = "0123456789abcdef"
 
 
@@ -137,41 +134,25 @@ class Identity:
         """Return the 64-byte ed25519 signature of ``message``."""
         return self._signing_key.sign(message).signature
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the seed to a new file of mode 0600.
+    def file_bytes(self) -> bytes:
+        """The identity file's content: one line, ``header + 64 hex digits + newline``.
 
-        Raises:
-            FileExistsError: if ``path`` exists; an identity is never overwritten, since the
-                key carries the node's reputation.
+        Writing it (mode 0600, never over an existing key) is the home directory's job
+        (``darwin.home``); this layer stays free of I/O.
         """
-        text = f"{_FILE_HEADER}{self.seed.hex()}\n".encode("ascii")
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(descriptor, 0o600)
-            os.write(descriptor, text)
-        finally:
-            os.close(descriptor)
+        return f"{_FILE_HEADER}{self.seed.hex()}\n".encode("ascii")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Identity:
-        """Read an identity written by ``save``.
+    def from_file_bytes(cls, content: bytes, source: str = "identity file") -> Identity:
+        """Parse what `file_bytes` wrote; ``source`` names the file in the error.
 
         Raises:
-            IdentityFileError: if the file is missing, readable by group or others, or not
-                exactly in the format ``save`` writes.
+            IdentityFileError: if the content is not exactly in that format.
         """
-        try:
-            with Path(path).open("rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                content = handle.read(_FILE_MAX_BYTES + 1)
-        except OSError as exc:
-            raise IdentityFileError(f"cannot read identity file {path}: {exc.strerror}") from exc
-        if stat.S_IMODE(mode) & 0o077:
-            raise IdentityFileError(f"identity file {path} is accessible by others; chmod 600 it")
-        return cls(_parse_identity_file(content, path))
+        return cls(_parse_identity_file(content, source))
 
 
-def _parse_identity_file(content: bytes, path: str | os.PathLike[str]) -> bytes:
+def _parse_identity_file(content: bytes, source: str) -> bytes:
     """Return the seed stored in an identity file's content.
 
     Raises:
@@ -189,7 +170,7 @@ def _parse_identity_file(content: bytes, path: str | os.PathLike[str]) -> bytes:
     )
     if not well_formed:
         raise IdentityFileError(
-            f"identity file {path} is malformed: expected one line "
+            f"{source} is malformed: expected one line "
             f"'{_FILE_HEADER}<64 lowercase hex digits>'"
         )
     return bytes.fromhex(hex_seed)

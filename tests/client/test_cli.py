@@ -61,11 +61,12 @@ def test_ledger_verify_reputation_and_export_read_a_home(
 ) -> None:
     import sqlite3
 
+    from darwin.home import save_identity
     from darwin.ledger import Ledger
     from darwin.protocol import Identity
 
     identity = Identity.generate()
-    identity.save(tmp_path / "identity")
+    save_identity(identity, tmp_path / "identity")
     peer = Identity.generate().peer_id
     with Ledger.open(tmp_path / "ledger.sqlite", identity) as ledger:
         ledger.record_success(peer)

@@ -29,9 +29,10 @@ from darwin.client.route import NoRoute
 from darwin.client.sampling import SamplingConfig
 from darwin.client.submit import Submission, SubmitConfig, SubmitResult
 from darwin.client.swarm import SwarmConfig
+from darwin.home import IDENTITY_FILE, load_identity
 from darwin.ledger import verify_ledger
 from darwin.model import make_tiny
-from darwin.protocol import Identity, verify_trace
+from darwin.protocol import verify_trace
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +96,7 @@ def test_submit_json_through_three_nodes_matches_transformers(
     # The client's ledger (its default home) recorded every node that served, and verifies.
     home = Path(os.environ["DARWIN_HOME"])
     assert verify_ledger(home / "ledger.sqlite").ok
-    scores = standing(home, Identity.load(home / "identity"))
+    scores = standing(home, load_identity(home / IDENTITY_FILE))
     assert all(scores[h["peer_id"]].successes > 0 for h in out["route"])
 
 

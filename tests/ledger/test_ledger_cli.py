@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ledger_support import OTHER, OWNER, PEER, T0, TRIGGERS
 
+from darwin.home import IDENTITY_FILE, save_identity
 from darwin.ledger.cli import (
-    IDENTITY_FILE,
     export_command,
     ledger_path,
     reputation_command,
@@ -52,11 +52,11 @@ def test_verify_names_the_first_bad_entry_and_exits_1(
 
 def test_verify_checks_the_home_identity_and_creates_nothing(
         home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    OWNER.save(home / IDENTITY_FILE)
+    save_identity(OWNER, home / IDENTITY_FILE)
     assert verify_command(home, json=True) == 0
     assert json.loads(capsys.readouterr().out)["owner"] == OWNER.peer_id
     (home / IDENTITY_FILE).unlink()
-    OTHER.save(home / IDENTITY_FILE)
+    save_identity(OTHER, home / IDENTITY_FILE)
     assert verify_command(home) == 1
     assert "BAD entry 1: the genesis is signed by" in capsys.readouterr().out
     empty = tmp_path / "empty-home"

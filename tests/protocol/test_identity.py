@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
-from pathlib import Path
 
 import base58
 import pytest
@@ -158,20 +155,10 @@ def test_generated_identities_differ() -> None:
     assert Identity.generate().peer_id != Identity.generate().peer_id
 
 
-def test_save_then_load_gives_the_same_identity_in_a_file_of_mode_0600(tmp_path: Path) -> None:
-    path = tmp_path / "identity.key"
+def test_the_file_form_round_trips() -> None:
     identity = Identity.from_seed(SEED)
-    identity.save(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert Identity.load(path) == identity
-
-
-def test_save_never_overwrites_an_identity(tmp_path: Path) -> None:
-    path = tmp_path / "identity.key"
-    Identity.from_seed(SEED).save(path)
-    with pytest.raises(FileExistsError):
-        Identity.generate().save(path)
-    assert Identity.load(path).seed == SEED
+    assert identity.file_bytes() == b"darwin/identity/1 ed25519 " + SEED.hex().encode() + b"\n"
+    assert Identity.from_file_bytes(identity.file_bytes()) == identity
 
 
 @pytest.mark.parametrize(
@@ -187,22 +174,6 @@ def test_save_never_overwrites_an_identity(tmp_path: Path) -> None:
         b"darwin/identity/1 ed25519 " + SEED.hex().encode() + b"\n" + b"x" * 300,
     ],
 )
-def test_load_refuses_a_malformed_file_clearly(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "identity.key"
-    path.write_bytes(content)
-    path.chmod(0o600)
+def test_a_malformed_file_is_refused_clearly(content: bytes) -> None:
     with pytest.raises(IdentityFileError, match="malformed"):
-        Identity.load(path)
-
-
-def test_load_refuses_a_file_others_can_read(tmp_path: Path) -> None:
-    path = tmp_path / "identity.key"
-    Identity.from_seed(SEED).save(path)
-    os.chmod(path, 0o644)
-    with pytest.raises(IdentityFileError, match="chmod 600"):
-        Identity.load(path)
-
-
-def test_load_of_a_missing_file_is_an_identity_file_error(tmp_path: Path) -> None:
-    with pytest.raises(IdentityFileError, match="cannot read"):
-        Identity.load(tmp_path / "absent.key")
+        Identity.from_file_bytes(content)
