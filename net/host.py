@@ -294,16 +294,6 @@ class Host:
         self._provided.add(key)
         return await self._announce(key)
 
-    def stop_providing(self, key: bytes) -> None:
-        """Stop announcing ``key`` and answering for it ourselves.
-
-        Records already stored on other peers lapse after ``PROVIDER_RECORD_TTL``.
-        """
-        self._provided.discard(key)
-        store = self._dht.provider_store
-        store.providing_keys.discard(key)
-        store.providers.get(key, {}).pop(str(self._id), None)
-
     async def find_providers(
         self, key: bytes, timeout: float, *, count: int = 20
     ) -> list[ProviderInfo]:
