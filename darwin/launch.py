@@ -27,7 +27,8 @@ def darwin() -> int:
     prepare_process()
     from darwin.client.cli import main
 
-    return main()
+    status: int = main()
+    return status
 
 
 def darwin_node() -> int:
@@ -35,4 +36,5 @@ def darwin_node() -> int:
     prepare_process()
     from darwin.node.cli import main
 
-    return main()
+    status: int = main()
+    return status

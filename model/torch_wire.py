@@ -56,7 +56,7 @@ def _bytes_view(tensor: torch.Tensor) -> memoryview:
         tensor = tensor.detach().cpu().contiguous()
     if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16; the bytes are what count
         tensor = tensor.view(torch.int16)
-    return memoryview(tensor.numpy())
+    return tensor.numpy().data  # a memoryview of the same memory
 
 
 def digest(tensor: torch.Tensor) -> bytes:
