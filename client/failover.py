@@ -22,10 +22,10 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
   its output to the next; ``specs/forward-protocol.md``, "Pushed activations"): the client
   sends the first hop its input, asks every later hop for the step at once, and checks each
   receipt as it arrives; inner hops answer with their receipt alone, so the chain is checked
-  by hashes and only the first hop's inputs are kept. The first fault of any kind ends
-  pushing for the session: every hop is closed, the node at fault is excluded when the
-  fault is its own (a `LinkFailed` is nobody's), and the whole model is routed again,
-  relayed, and replayed from the first hop's inputs.
+  by hashes (`darwin.protocol.forward_client.check_link`) and only the first hop's inputs
+  are kept. The first fault of any kind ends pushing for the session: every hop is closed,
+  the node at fault is excluded when the fault is its own (a `LinkFailed` is nobody's), and
+  the whole model is routed again, relayed, and replayed from the first hop's inputs.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from darwin.client.session import (
 )
 from darwin.model.torch_wire import digest
 from darwin.protocol import Receipt, RemoteProtocolError
+from darwin.protocol.forward_client import BrokenLink, check_link
 
 logger = logging.getLogger(__name__)
 
@@ -208,9 +209,10 @@ class FailoverSession(InferenceSession):
             while unread:
                 hop = unread.popleft()
                 output, receipt = await hop.result(step, hidden)
-                if receipt.body.input_hash != receipts[-1].body.output_hash:
-                    raise LinkFailed(hop.peer_id, f"step {step}: its input is not the output "
-                                                  f"of {receipts[-1].body.node_id}")
+                try:
+                    check_link(receipts[-1], receipt)
+                except BrokenLink as broken:
+                    raise LinkFailed(hop.peer_id, broken.reason) from None
                 receipts.append(self._checked_result(hop, step, receipt.body.input_hash,
                                                      output, receipt, positions))
         except LinkFailed as failure:
@@ -232,7 +234,7 @@ class FailoverSession(InferenceSession):
         try:
             self.check_result(hop, step, input_hash, output_hash, receipt, positions)
         except RemoteProtocolError as exc:
-            raise HopFailed(hop.peer_id, f"protocol violation at step {step}: {exc}") from exc
+            raise HopFailed.violation(hop.peer_id, step, exc) from exc
         return receipt
 
     async def _stop_pushing(self, failure: HopFailed) -> None:
@@ -286,7 +288,7 @@ class FailoverSession(InferenceSession):
         try:
             return await self.run_hop(hop, step, hidden, positions)
         except RemoteProtocolError as exc:
-            raise HopFailed(hop.peer_id, f"protocol violation at step {step}: {exc}") from exc
+            raise HopFailed.violation(hop.peer_id, step, exc) from exc
 
     async def _replace(self, index: int, step: int, failure: HopFailed) -> None:
         """Swap ``hops[index]`` for a replayed replacement of its blocks."""

@@ -1,15 +1,17 @@
 """A hop over the network: one `/darwin/forward/1` stream carrying one session on one node.
 
 Rules (``specs/forward-protocol.md``):
-- `RemoteHop.open` sends `OpenSession` for the route hop's sub-span and waits for
-  `SessionOpened`; every later frame is one `StepRequest` answered by one `StepResult`.
+- The protocol's rules (what may be sent and answered when, step numbers and positions,
+  receipts checked against the exchange, error frames) are those of the sans-I/O
+  `darwin.protocol.forward_client.ClientSession`; `RemoteHop` dials, writes what it says to
+  send, reads, decodes, and bounds every wait.
 - Every wait is bounded (`HopConfig`); every frame read is bounded in size before it is read
   and decoded under the protocol's limits.
 - Whatever makes the hop unusable (dial failure, closed or reset stream, timeout, an error frame
   other than a refused step, a malformed or mismatched answer) raises `HopFailed`, and the
-  stream is reset: the caller routes around the node. An error frame refusing a step
-  (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
-- The hop tracks its own positions: a step starts where the previous one ended.
+  stream is reset: the caller routes around the node. A receipt that does not check raises
+  `HopFailed` too, but the stream still works and is closed politely. An error frame refusing
+  a step (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
 - A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
   from the previous hop's pushes (``specs/forward-protocol.md``, "Pushed activations"). A
   step may be sent (`request`, or `request_pushed` for a pushed one) and read (`result`)
@@ -27,36 +29,29 @@ import torch
 import trio
 
 from darwin.client.session import HopFailed, LinkFailed, StepRefused
-from darwin.model.torch_wire import from_wire, to_wire
+from darwin.model.torch_wire import from_wire, to_wire, wire_dtype
 from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Host
 from darwin.net.protocols import FORWARD_PROTOCOL
 from darwin.protocol import (
     AdapterId,
-    CloseSession,
     ErrorCode,
-    ErrorFrame,
     Message,
     ModelId,
     OpenSession,
     PeerId,
-    PushedStepRequest,
     Receipt,
+    ReceiptError,
     RemoteProtocolError,
     SessionId,
-    SessionOpened,
-    StepReceipt,
-    StepRequest,
-    StepResult,
+    SignatureError,
     decode,
 )
+from darwin.protocol.forward_client import Aborted, Answered, ClientSession, Event, Refused
 
 logger = logging.getLogger(__name__)
 
 MAX_FORWARD_FRAME = 64 * 2**20  # forward-protocol.md, "Limits"
-# Error codes with which a node refuses one step and keeps the session (forward-protocol.md).
-STEP_REFUSAL_CODES = frozenset(
-    {ErrorCode.BAD_REQUEST, ErrorCode.LENGTH_EXCEEDED, ErrorCode.UNKNOWN_SESSION})
 
 
 @dataclass(frozen=True)
@@ -98,17 +93,15 @@ class SessionTerms:
 
 
 class RemoteHop:
-    """One session on one node, spoken over one forward stream."""
+    """One session on one node, spoken over one forward stream: the I/O around a
+    `ClientSession`, which holds the protocol's rules."""
 
-    def __init__(self, target: HopTarget, terms: SessionTerms, framed: FramedStream,
-                 config: HopConfig, links: HopLinks = HopLinks()) -> None:
+    def __init__(self, target: HopTarget, framed: FramedStream, config: HopConfig) -> None:
         self.target = target
-        self.terms = terms
         self.framed = framed
         self.config = config
-        self.position = 0  # where the next step starts
+        self.machine = ClientSession(PeerId(target.peer_id))
         self.closed = False
-        self.pushes = links.push_to is not None  # answers steps with their receipt alone
 
     @property
     def span(self) -> tuple[int, int]:
@@ -137,29 +130,15 @@ class RemoteHop:
         frame_config = FrameConfig(max_frame_size=config.max_frame_size,
                                    frame_timeout=config.step_timeout, idle_timeout=None,
                                    write_timeout=config.step_timeout)
-        hop = cls(target, terms, FramedStream(stream, frame_config), config, links)
+        hop = cls(target, FramedStream(stream, frame_config), config)
         push_to = links.push_to
-        request = OpenSession(session_id=terms.session_id, model_id=terms.model_id,
-                              adapter_id=terms.adapter_id, span_start=target.start,
-                              span_end=target.end, max_length=terms.max_length,
-                              push_from=None if links.push_from is None else PeerId(
-                                  links.push_from),
-                              push_to=None if push_to is None else PeerId(push_to.peer_id),
-                              push_addrs=() if push_to is None else push_to.addrs)
-        reply = await hop._exchange(request, config.open_timeout, "open")
-        if isinstance(reply, ErrorFrame):
-            await hop._abort()
-            failure = LinkFailed if reply.code is ErrorCode.PUSH_FAILED else HopFailed
-            raise failure(peer, f"refused the session ({reply.code.value}: {reply.message})")
-        if not isinstance(reply, SessionOpened) or (
-                reply.session_id, reply.span_start, reply.span_end) != (
-                terms.session_id, target.start, target.end):
-            await hop._abort()
-            raise HopFailed(peer, f"answered open_session with an unexpected {reply.KIND}")
-        if reply.max_length < terms.max_length:
-            await hop._abort()
-            raise HopFailed(peer, f"granted max_length {reply.max_length}, "
-                                  f"{terms.max_length} needed")
+        request = hop.machine.open(OpenSession(
+            session_id=terms.session_id, model_id=terms.model_id, adapter_id=terms.adapter_id,
+            span_start=target.start, span_end=target.end, max_length=terms.max_length,
+            push_from=None if links.push_from is None else PeerId(links.push_from),
+            push_to=None if push_to is None else PeerId(push_to.peer_id),
+            push_addrs=() if push_to is None else push_to.addrs))
+        await hop._take(await hop._exchange(request, config.open_timeout, "open"))
         logger.debug("opened session %s on %s for blocks [%d, %d)",
                      terms.session_id.hex(), peer, target.start, target.end)
         return hop
@@ -171,7 +150,7 @@ class RemoteHop:
             HopFailed: the hop cannot go on (see the module rules).
             StepRefused: the node refused this step as malformed or out of order.
         """
-        assert not self.pushes, "a pushing hop's output goes to the next hop"
+        assert not self.machine.pushes, "a pushing hop's output goes to the next hop"
         await self.request(step, hidden)
         output, receipt = await self.result(step, hidden)
         assert output is not None
@@ -179,8 +158,7 @@ class RemoteHop:
 
     async def request(self, step: int, hidden: torch.Tensor) -> None:
         """Send step `step` (read the answer with `result`; raises `HopFailed`)."""
-        request = StepRequest.create(self.terms.session_id, step, self.position, to_wire(hidden))
-        await self._send(request, f"step {step}")
+        await self._send(self.machine.step(step, to_wire(hidden)), f"step {step}")
 
     async def request_pushed(self, step: int, like: torch.Tensor) -> None:
         """Ask for step `step` on the input the previous hop pushes, as long as `like`
@@ -189,7 +167,7 @@ class RemoteHop:
         Raises:
             HopFailed: the stream broke or the node does not read.
         """
-        request = PushedStepRequest(self.terms.session_id, step, self.position, like.shape[1])
+        request = self.machine.pushed_step(step, tuple(like.shape), wire_dtype(like.dtype))
         await self._send(request, f"step {step}")
 
     async def result(self, step: int,
@@ -202,29 +180,11 @@ class RemoteHop:
             LinkFailed: the node says the step's push link failed.
             StepRefused: the node refused this step as malformed or out of order.
         """
-        reply = await self._receive(self.config.step_timeout, f"step {step}")
-        if isinstance(reply, ErrorFrame):
-            if reply.code in STEP_REFUSAL_CODES:
-                raise StepRefused(f"{self.peer_id} refused step {step} "
-                                  f"({reply.code.value}: {reply.message})")
-            await self._abort()
-            failure = LinkFailed if reply.code is ErrorCode.PUSH_FAILED else HopFailed
-            raise failure(self.peer_id, f"failed step {step} "
-                                        f"({reply.code.value}: {reply.message})")
-        expected = StepReceipt if self.pushes else StepResult
-        if not isinstance(reply, expected) or reply.step != step:
-            await self._abort()
-            raise HopFailed(self.peer_id, f"answered step {step} with an unexpected {reply.KIND}")
-        self.position += like.shape[1]
-        if isinstance(reply, StepReceipt):
-            return None, reply.receipt
-        assert isinstance(reply, StepResult)
-        output = from_wire(reply.hidden)  # (batch, seq, hidden)
-        if output.shape != like.shape or output.dtype != like.dtype:
-            await self._abort()
-            raise HopFailed(self.peer_id, f"returned {output.dtype} {list(output.shape)} for "
-                                          f"{like.dtype} {list(like.shape)}")
-        return output, reply.receipt
+        answered = await self._take(await self._receive(self.config.step_timeout,
+                                                        f"step {step}"))
+        assert isinstance(answered, Answered) and answered.request.step == step
+        output = None if answered.hidden is None else from_wire(answered.hidden)
+        return output, answered.receipt
 
     async def aclose(self) -> None:
         """Close the session politely if the stream still works; never raises."""
@@ -233,13 +193,37 @@ class RemoteHop:
         self.closed = True
         with trio.move_on_after(self.config.close_timeout) as scope:
             try:
-                await self.framed.write(CloseSession(self.terms.session_id).to_wire())
+                await self.framed.write(self.machine.close().to_wire())
             except TransportError:
                 scope.cancel()
         if scope.cancelled_caught:
             await self.framed.reset()
         else:
             await self.framed.close()
+
+    async def _take(self, reply: Message) -> Event:
+        """Hand `reply` to the protocol state; what it refuses becomes the hop's failure.
+
+        Raises:
+            StepRefused: the node refused our step; the stream stays open.
+            LinkFailed: the node lost its push link (``push_failed``).
+            HopFailed: the node ended the session, or its answer breaks the protocol; the
+                stream is reset, unless only the receipt failed to check (it is closed later).
+        """
+        try:
+            return self.machine.receive(reply)
+        except Refused as refusal:
+            raise StepRefused(refusal.reason) from None
+        except (ReceiptError, SignatureError) as exc:
+            step = self.machine.next_step
+            raise HopFailed.violation(self.peer_id, step, exc) from exc
+        except Aborted as abort:
+            await self._abort()
+            failure = LinkFailed if abort.code is ErrorCode.PUSH_FAILED else HopFailed
+            raise failure(self.peer_id, abort.reason) from None
+        except RemoteProtocolError as exc:
+            await self._abort()
+            raise HopFailed(self.peer_id, exc.reason) from None
 
     async def _exchange(self, request: Message, timeout: float, what: str) -> Message:
         """Send one frame and read one answer within `timeout` seconds.

@@ -44,6 +44,12 @@ class HopFailed(Exception):
         self.peer_id = peer_id
         self.reason = reason
 
+    @classmethod
+    def violation(cls, peer_id: str, step: int, error: Exception) -> HopFailed:
+        """The hop's answer to `step` broke the protocol (`error`: say, its receipt does not
+        check against what was exchanged)."""
+        return cls(peer_id, f"protocol violation at step {step}: {error}")
+
 
 class LinkFailed(HopFailed):
     """A hop says the push link it shares with a neighbour failed (``push_failed``), or its

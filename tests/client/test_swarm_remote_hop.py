@@ -113,7 +113,7 @@ async def test_an_honest_step_returns_the_output_and_advances_positions() -> Non
             output, receipt = await hop.step(0, hidden)
             assert torch.equal(output, hidden * 2) and receipt.body.position_start == 0
             output, receipt = await hop.step(1, torch.ones(1, 1, 8))
-            assert receipt.body.position_start == 3 and hop.position == 4
+            assert receipt.body.position_start == 3 and hop.machine.position == 4
             await hop.aclose()
 
 
@@ -158,7 +158,7 @@ async def _misbehave(stream, message, how: str) -> None:  # type: ignore[no-unty
 @pytest.mark.parametrize(("how", "reason"), [
     ("garbage", "malformed"), ("internal", "internal: oops"), ("wrong_kind", "unexpected"),
     ("hang_up", "stream failed"), ("stall", "no answer to step 0 within 1.0 s"),
-    ("other_shape", r"returned torch.float32 \[1, 2, 4\]")])
+    ("other_shape", r"returned float32 \[1, 2, 4\] for float32 \[1, 2, 8\]")])
 async def test_a_step_the_node_breaks_is_a_failed_hop(how: str, reason: str) -> None:
     async def on_step(stream, message) -> None:  # type: ignore[no-untyped-def]
         await _misbehave(stream, message, how)
