@@ -1,7 +1,7 @@
 """The ``darwin-node`` command: ``darwin-node join ...`` serves a span until SIGINT or SIGTERM.
 
 ``--verify`` adds the verifier role; ``--verify`` without ``--blocks`` is a verifier that serves
-no blocks. ``--cheat MODE`` (hidden, TEST ONLY: node/cheats.py) makes the node misbehave.
+no blocks. ``--cheat MODE`` (hidden, TEST ONLY: node/adversaries.py) makes the node misbehave.
 
 Rules:
 - argv is read here and nowhere else; it becomes one `NodeConfig`, then ``trio.run``.
@@ -28,9 +28,9 @@ from darwin import heap
 from darwin.net.host import HostConfig
 from darwin.net.pubsub import PubsubConfig
 from darwin.node.config import (
-    CHEAT_MODES,
     DTYPES,
     MIB,
+    Cheat,
     NodeConfig,
     RetentionConfig,
     VerifyConfig,
@@ -171,7 +171,8 @@ def _add_verification_arguments(join: argparse.ArgumentParser) -> None:
         metavar="S",
         help="verifier: seconds a challenged node has to reveal (else: unresponsive)",
     )
-    join.add_argument("--cheat", choices=CHEAT_MODES, help=argparse.SUPPRESS)  # TEST ONLY
+    join.add_argument("--cheat", choices=[mode.value for mode in Cheat],  # TEST ONLY
+                      help=argparse.SUPPRESS)
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -196,7 +197,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         retention_s=args.retention_s,
         retention=retention,
         verify=verify,
-        cheat=args.cheat,
+        cheat=None if args.cheat is None else Cheat(args.cheat),
         model_path=Path(args.model),
         home=home,
         blocks=getattr(args, "blocks", None),

@@ -9,6 +9,7 @@ Rules:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from darwin.gossip.ledger_sync import SyncConfig
 from darwin.net.host import HostConfig
 from darwin.net.pubsub import PubsubConfig
 
-__all__ = ["CHEAT_MODES", "DTYPES", "ChallengeLimits", "ForwardLimits", "InfoLimits",
+__all__ = ["DTYPES", "ChallengeLimits", "Cheat", "ForwardLimits", "InfoLimits",
            "NodeConfig", "RetentionConfig", "VerifyConfig"]
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -74,9 +75,21 @@ class RetentionConfig:
     directory: Path | None = None
 
 
-# Test-only misbehaviours of ``darwin-node join --cheat MODE`` (node/cheats.py).
-CHEAT_MODES = ("noise", "skip", "weights", "bf16", "mismatch", "replay", "refuse",
-               "inconsistent", "false-fail")
+class Cheat(enum.Enum):
+    """TEST ONLY: a misbehaviour of ``darwin-node join --cheat MODE`` (the value is MODE).
+
+    What each does: ``specs/verification.md`` section 10; how: node/adversaries.py.
+    """
+
+    NOISE = "noise"
+    SKIP = "skip"
+    WEIGHTS = "weights"
+    BF16 = "bf16"
+    MISMATCH = "mismatch"
+    REPLAY = "replay"
+    REFUSE = "refuse"
+    INCONSISTENT = "inconsistent"
+    FALSE_FAIL = "false-fail"
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,8 @@ class NodeConfig:
     notices: NoticeConfig = field(default_factory=NoticeConfig)
     # Ledger sync: what we serve, and the catch-up from the bootstrap peers at startup.
     sync: SyncConfig = field(default_factory=SyncConfig)
-    # TEST ONLY: a deliberate misbehaviour (CHEAT_MODES), for the adversarial suite and demo.
-    cheat: str | None = None
+    # TEST ONLY: a deliberate misbehaviour, for the adversarial suite and demo.
+    cheat: Cheat | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError: for a value out of range."""
@@ -171,8 +184,8 @@ class NodeConfig:
             raise ValueError("resident-blocks must be at least 1")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.cheat is not None and self.cheat not in CHEAT_MODES:
-            raise ValueError(f"cheat must be one of {', '.join(CHEAT_MODES)}, got {self.cheat!r}")
+        if self.cheat is not None and not isinstance(self.cheat, Cheat):
+            raise ValueError(f"cheat must be a Cheat, got {self.cheat!r}")
         if not self.serve_blocks and self.verify is None:
             raise ValueError("a node that serves no blocks must be a verifier (--verify)")
         if not 0 <= self.retention_s < 2**32:

@@ -25,6 +25,8 @@ Rules:
 - A node that joins through bootstrap peers catches up from them in the background
   (``/darwin/ledger-sync/1``, resuming at the cursors kept in ``<home>/sync-cursors.json``):
   the verdicts it missed are appended, the fraud-proof notices handled as gossiped ones.
+- The span, the challenge handler and the verifier are built honest, then passed through
+  `darwin.node.adversaries.compose`, the one place a test-only ``--cheat`` wraps its part.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from darwin.gossip.verdicts import VerdictGossip, open_verdict_gossip
 from darwin.home import LEDGER_FILE, load_or_create_identity, model_cache_dir
 from darwin.ledger import Ledger, LedgerError
 from darwin.model import Checkpoint, ModelError, SpanRunner, model_id
-from darwin.net.host import BootstrapError, Host, open_host
+from darwin.net.host import BootstrapError, Host, StreamHandler, open_host
 from darwin.net.protocols import (
     CHALLENGE_PROTOCOL,
     FORWARD_PROTOCOL,
@@ -62,10 +64,10 @@ from darwin.net.protocols import (
     verifier_key,
 )
 from darwin.net.pubsub import PubsubConfig
+from darwin.node.adversaries import compose, load_settings
 from darwin.node.announce import announce_span, provider_counts
 from darwin.node.block_selection import choose_span
-from darwin.node.cheats import COMPUTE_CHEATS, CheatingSpan, perturb_layer
-from darwin.node.config import NodeConfig
+from darwin.node.config import NodeConfig, VerifyConfig
 from darwin.node.serving.challenge_handler import ChallengeHandler
 from darwin.node.serving.committed_span import CommitConfig
 from darwin.node.serving.forward_handler import ForwardHandler
@@ -74,7 +76,7 @@ from darwin.node.serving.push import PushLinks
 from darwin.node.serving.retention import RetentionStore
 from darwin.node.serving.served_span import ServedSpan
 from darwin.node.serving.sessions import SessionLimits, SessionTable
-from darwin.node.verifying.verify_handler import VerifyHandler
+from darwin.node.verifying.verify_handler import Judge, VerifyHandler
 from darwin.protocol import Identity, IdentityFileError, ModelId
 from darwin.protocol.forward_session import ServePolicy
 from darwin.verifier import Verifier
@@ -130,6 +132,21 @@ class Node:
         return self.verifier.model_id
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What the node's parts are built from, once the host and ledger services run."""
+
+    config: NodeConfig
+    identity: Identity
+    checkpoint: Checkpoint
+    model_id: ModelId
+    host: Host
+    ledger: Ledger
+    gossip: VerdictGossip
+    proofs: ProofStore
+    notices: FraudNotices
+
+
 @asynccontextmanager
 async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start serving per ``config``; see the module rules.
@@ -153,8 +170,8 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
                 joined = True
                 async with _ledger_services(config, host, ledger, checkpoint, mid) as (
                         gossip, notices, proofs), \
-                        _serve_node(config, identity, checkpoint, mid, host, ledger, gossip,
-                                    proofs, notices) as node:
+                        _serve_node(Wiring(config, identity, checkpoint, mid, host, ledger,
+                                           gossip, proofs, notices)) as node:
                     yield node
     except BootstrapError as exc:
         if joined:
@@ -183,31 +200,36 @@ async def _ledger_services(
 
 
 @asynccontextmanager
-async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
-                      mid: ModelId, host: Host, ledger: Ledger, gossip: VerdictGossip,
-                      proofs: ProofStore, notices: FraudNotices) -> AsyncIterator[Node]:
-    """Load the span, set the handlers, announce; the running node."""
-    served = sessions = None
+async def _serve_node(w: Wiring) -> AsyncIterator[Node]:
+    """Load the span, compose the parts, set the handlers, announce; the running node."""
+    config, host = w.config, w.host
+    served = challenges = sessions = None
     if config.serve_blocks:
-        span = config.blocks or await _auto_span(host, config, mid, checkpoint.n_layers)
-        runner = await trio.to_thread.run_sync(
-            partial(_load, config, checkpoint, span), abandon_on_cancel=True
-        )
-        store = RetentionStore(identity, config.retention)
-        served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s),
-                            store, _answer_cheat(config.cheat))
-        sessions = SessionTable(_session_limits(config, served))
-        _serve(host, config, served, sessions)
-    verifier = _verify(host, config, identity, checkpoint, mid, ledger, gossip, proofs)
+        span = config.blocks or await _auto_span(w)
+        runner = await trio.to_thread.run_sync(_load, w, span, abandon_on_cancel=True)
+        store = RetentionStore(w.identity, config.retention)
+        served = ServedSpan(runner, w.identity, CommitConfig(w.model_id, config.retention_s),
+                            store)
+        challenges = ChallengeHandler(store, config.challenge)
+    verifier = None
+    if config.verify is not None:
+        verifier = Verifier(w.identity, w.checkpoint, model_id=w.model_id)
+    parts = compose(config.cheat, served, challenges, verifier, _TORCH_DTYPES[config.dtype])
+    if parts.served is not None and parts.challenges is not None:
+        sessions = SessionTable(_session_limits(config, parts.served))
+        _serve(w, parts.served, parts.challenges, sessions)
+    if parts.verifier is not None and config.verify is not None:
+        _verify(w, parts.verifier, config.verify)
     try:
-        if served is not None:
-            await announce_span(host, mid, served.span)
+        if parts.served is not None:
+            await announce_span(host, w.model_id, parts.served.span)
             logger.info("node %s serves blocks [%d, %d) of %s at %s", host.peer_id,
-                        *served.span, config.model_path, host.listen_addrs)
+                        *parts.served.span, config.model_path, host.listen_addrs)
         if verifier is not None:
-            await host.provide(verifier_key(mid))
-            logger.info("node %s verifies model %s", host.peer_id, mid.hex()[:16])
-        yield Node(config, identity, host, served, sessions, verifier, ledger, gossip, notices)
+            await host.provide(verifier_key(w.model_id))
+            logger.info("node %s verifies model %s", host.peer_id, w.model_id.hex()[:16])
+        yield Node(config, w.identity, host, parts.served, sessions, verifier, w.ledger,
+                   w.gossip, w.notices)
     finally:
         if served is not None:
             served.store.close()
@@ -241,22 +263,10 @@ def _proof_store(config: NodeConfig, host: Host) -> ProofStore:
     return store
 
 
-def _answer_cheat(cheat: str | None) -> str | None:
-    """The cheat the step path applies (TEST ONLY): only ``mismatch`` and ``replay``."""
-    return cheat if cheat in ("mismatch", "replay") else None
-
-
-def _verify(host: Host, config: NodeConfig, identity: Identity, checkpoint: Checkpoint,
-            mid: ModelId, ledger: Ledger, gossip: VerdictGossip,
-            proofs: ProofStore) -> Verifier | None:
-    """Set up the verifier role when asked for (``--verify``)."""
-    if config.verify is None:
-        return None
-    verifier = Verifier(identity, checkpoint, model_id=mid)
-    host.set_stream_handler(VERIFY_PROTOCOL, VerifyHandler(
-        host, verifier, ledger, config.verify, config.cheat, publish=gossip.publish,
-        proofs=proofs))
-    return verifier
+def _verify(w: Wiring, verifier: Judge, config: VerifyConfig) -> None:
+    """Serve ``/darwin/verify/1`` (``--verify``), publishing on the node's verdict gossip."""
+    w.host.set_stream_handler(VERIFY_PROTOCOL, VerifyHandler(
+        w.host, verifier, w.ledger, config, publish=w.gossip.publish, proofs=w.proofs))
 
 
 def _identity(home: Path) -> Identity:
@@ -284,33 +294,24 @@ def _check_span(span: tuple[int, int], checkpoint: Checkpoint) -> None:
         )
 
 
-async def _auto_span(
-    host: Host, config: NodeConfig, mid: ModelId, n_layers: int
-) -> tuple[int, int]:
+async def _auto_span(w: Wiring) -> tuple[int, int]:
     """The span the swarm covers least (``--blocks auto``)."""
-    length = config.auto_blocks or (n_layers + 1) // 2
-    counts = await provider_counts(host, mid, n_layers, config.discovery_timeout)
-    span = choose_span(counts, length)
+    n_layers = w.checkpoint.n_layers
+    length = w.config.auto_blocks or (n_layers + 1) // 2
+    counts = await provider_counts(w.host, w.model_id, n_layers, w.config.discovery_timeout)
+    span: tuple[int, int] = choose_span(counts, length)
     logger.info("providers per block %s: choosing blocks [%d, %d)", counts, *span)
     return span
 
 
-def _load(config: NodeConfig, checkpoint: Checkpoint, span: tuple[int, int]) -> SpanRunner:
-    """The span's runner; with a compute or weights cheat (TEST ONLY), the cheating one."""
-    dtype = _TORCH_DTYPES[config.dtype]
-    compute = torch.bfloat16 if config.cheat == "bf16" else dtype
-    resident = None if config.cheat == "weights" else config.resident_blocks
+def _load(w: Wiring, span: tuple[int, int]) -> SpanRunner:
+    """The span's runner, loaded as the node's test-only cheat, if any, needs it."""
+    dtype, resident = load_settings(w.config.cheat, _TORCH_DTYPES[w.config.dtype],
+                                    w.config.resident_blocks)
     try:
-        runner = SpanRunner.load(checkpoint, *span, dtype=compute, resident_blocks=resident)
+        return SpanRunner.load(w.checkpoint, *span, dtype=dtype, resident_blocks=resident)
     except ModelError as exc:
         raise StartupError(f"cannot load blocks {span[0]}:{span[1]}: {exc}") from None
-    if config.cheat in COMPUTE_CHEATS:
-        logger.warning("CHEAT %s at layer %d (test only)", config.cheat, span[1] - 1)
-        return CheatingSpan(runner, config.cheat, dtype)
-    if config.cheat == "weights":
-        logger.warning("CHEAT weights: layer %d perturbed by 1%% (test only)", span[1] - 1)
-        perturb_layer(runner, span[1] - 1)
-    return runner
 
 
 def _session_limits(config: NodeConfig, served: ServedSpan) -> SessionLimits:
@@ -320,7 +321,10 @@ def _session_limits(config: NodeConfig, served: ServedSpan) -> SessionLimits:
     return SessionLimits(max_sessions=config.max_sessions, kv_budget_bytes=budget)
 
 
-def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: SessionTable) -> None:
+def _serve(w: Wiring, served: ServedSpan, challenges: StreamHandler,
+           sessions: SessionTable) -> None:
+    """Serve forward, push, info and challenge streams for ``served``."""
+    config, host = w.config, w.host
     start, end = served.span
     policy = ServePolicy(
         model_id=served.model_id,
@@ -337,6 +341,4 @@ def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: Session
         ForwardHandler(served, sessions, policy, config.forward, compute, links),
     )
     host.set_stream_handler(INFO_PROTOCOL, InfoHandler(served, sessions, config.info))
-    cheat = config.cheat if config.cheat in ("refuse", "inconsistent") else None
-    host.set_stream_handler(CHALLENGE_PROTOCOL, ChallengeHandler(
-        served.store, served.identity, config.challenge, cheat))
+    host.set_stream_handler(CHALLENGE_PROTOCOL, challenges)

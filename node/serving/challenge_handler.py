@@ -8,67 +8,60 @@ Rules (normative text: ``specs/verification.md`` section 3):
   thread; a `RetentionError` becomes an `ErrorFrame` with its code (``bad_request`` for a
   challenge about receipts this node did not sign, ``unknown_session`` for activations not or
   no longer retained); a frame that is not a challenge is ``bad_request``.
-- TEST ONLY cheats (node/cheats.py): ``refuse`` reads the challenge and never answers (until
-  the verifier gives up and resets the stream); ``inconsistent`` reveals an output that
-  contradicts its commitments, signed anyway.
+- The handler answers from any `Reveals` (the store; node/adversaries.py wraps it, or the
+  handler, for the test-only challenge cheats).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from typing import Protocol
 
 import trio
 
-from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError, read_frame
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge
 from darwin.net.host import Stream, stream_peer_id
-from darwin.node.cheats import tamper_reveal
 from darwin.node.config import ChallengeLimits
-from darwin.node.serving.retention import RetentionError, RetentionStore
+from darwin.node.serving.retention import RetentionError
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     Challenge,
     ErrorCode,
     ErrorFrame,
-    Identity,
     RemoteProtocolError,
     Reveal,
 )
 
-__all__ = ["ChallengeHandler"]
+__all__ = ["ChallengeHandler", "Reveals"]
 
 logger = logging.getLogger(__name__)
 
+
+class Reveals(Protocol):
+    """What answers a challenge: the node's `RetentionStore`."""
+
+    def answer(self, challenge: Challenge) -> Reveal:
+        """The signed reveal (raises RetentionError)."""
+        ...
 
 
 class ChallengeHandler:
     """Serves ``/darwin/challenge/1`` streams from the node's retention store."""
 
-    def __init__(self, store: RetentionStore, identity: Identity, limits: ChallengeLimits,
-                 cheat: str | None = None) -> None:
-        self.store = store
-        self.identity = identity
-        self.cheat = cheat  # TEST ONLY
+    def __init__(self, reveals: Reveals, limits: ChallengeLimits) -> None:
+        self.reveals = reveals
+        self.limits = limits
         self.frames = FrameConfig.bounded(CHALLENGE_LIMITS.max_message_bytes, limits.timeout)
 
     async def __call__(self, stream: Stream) -> None:
         """Answer one challenge (raises TransportError when the peer breaks the stream)."""
         framed = FramedStream(stream, self.frames)
         peer = stream_peer_id(stream)
-        try:
-            payload = await framed.read()
-            challenge = await trio.to_thread.run_sync(Challenge.from_wire, payload)
-        except (FrameTooLarge, RemoteProtocolError) as exc:
-            reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
-            await self._refuse(framed, peer, ErrorCode.BAD_REQUEST, f"not a challenge: {reason}")
-            return
-        if self.cheat == "refuse":
-            logger.warning("CHEAT refuse: not answering the challenge from %s", peer)
-            with contextlib.suppress(TransportError):
-                await read_frame(stream, 16, idle_timeout=3600.0)  # until the verifier gives up
+        challenge = await self.receive(framed, peer)
+        if challenge is None:
             return
         try:
-            reveal = await trio.to_thread.run_sync(self._answer, challenge)
+            reveal = await trio.to_thread.run_sync(self.reveals.answer, challenge)
         except RetentionError as exc:
             await self._refuse(framed, peer, exc.code, exc.reason)
             return
@@ -76,13 +69,15 @@ class ChallengeHandler:
                     challenge.layer, challenge.session_id.hex(), challenge.step)
         await framed.write(reveal.to_wire())
 
-    def _answer(self, challenge: Challenge) -> Reveal:
-        """The signed reveal (worker thread; raises RetentionError)."""
-        reveal = self.store.answer(challenge)
-        if self.cheat == "inconsistent":
-            logger.warning("CHEAT inconsistent: revealing a tampered output")
-            reveal = tamper_reveal(challenge, reveal, self.identity)
-        return reveal
+    async def receive(self, framed: FramedStream, peer: str) -> Challenge | None:
+        """The challenge read from ``framed``; None when it was not one (and was refused)."""
+        try:
+            payload = await framed.read()
+            return await trio.to_thread.run_sync(Challenge.from_wire, payload)
+        except (FrameTooLarge, RemoteProtocolError) as exc:
+            reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
+            await self._refuse(framed, peer, ErrorCode.BAD_REQUEST, f"not a challenge: {reason}")
+            return None
 
     async def _refuse(self, framed: FramedStream, peer: str, code: ErrorCode,
                       reason: str) -> None:

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from darwin.model import SpanRunner, SpanSession
 from darwin.model.torch_wire import from_wire, to_wire, wire_dtype
-from darwin.node.cheats import tamper_step
-from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan, CommittedStep
 from darwin.node.serving.retention import RetentionStore
 from darwin.node.serving.sessions import kv_bytes_per_row
 from darwin.protocol import (
@@ -43,8 +42,7 @@ class SessionCompute:
     span: CommittedSpan
     state: SpanSession
     store: RetentionStore  # where every committed step is kept for challenges
-    cheat: str | None = None  # TEST ONLY: an answer cheat (node/cheats.py)
-    last_receipt: Receipt | None = None  # the latest step's (for StepReceipt, the replay cheat)
+    last_receipt: Receipt | None = None  # the latest step's (for StepReceipt)
 
     @property
     def batch_size(self) -> int | None:
@@ -57,27 +55,29 @@ class SessionCompute:
         Raises:
             ModelError: wrong width, dtype, batch or length; the session is unchanged.
         """
+        done = self.commit(request)
+        output = to_wire(done.output, digest=done.receipt.body.output_hash)
+        return StepResult(request.step, output, done.receipt).to_wire()
+
+    def commit(self, request: StepRequest) -> CommittedStep:
+        """Run one step, retain it and make its receipt the latest (raises as `run_step`)."""
         hidden = from_wire(request.hidden)  # (batch, seq, hidden)
         done = self.span.step(self.state, self.session_id, request.step, hidden,
                               input_digest=request.input_hash)
         self.store.put(done)
-        previous, self.last_receipt = self.last_receipt, done.receipt
-        if self.cheat is not None:  # TEST ONLY
-            return tamper_step(self.cheat, done, previous)
-        output = to_wire(done.output, digest=done.receipt.body.output_hash)
-        return StepResult(request.step, output, done.receipt).to_wire()
+        self.last_receipt = done.receipt
+        return done
 
 
 class ServedSpan:
     """The node's loaded span, its identity and what every receipt states."""
 
     def __init__(self, runner: SpanRunner, identity: Identity, commit: CommitConfig,
-                 store: RetentionStore | None = None, cheat: str | None = None) -> None:
+                 store: RetentionStore | None = None) -> None:
         self.runner = runner
         self.identity = identity
         self.commit = commit
         self.store = store if store is not None else RetentionStore(identity)
-        self.cheat = cheat  # TEST ONLY (node/cheats.py)
 
     @property
     def model_id(self) -> ModelId:
@@ -103,5 +103,4 @@ class ServedSpan:
         """
         runner = self.runner if (start, end) == self.span else self.runner.sub_span(start, end)
         span = CommittedSpan(runner, self.identity, self.commit)
-        return SessionCompute(session_id, span, runner.new_session(max_length), self.store,
-                              self.cheat)
+        return SessionCompute(session_id, span, runner.new_session(max_length), self.store)

@@ -20,7 +20,8 @@ Rules (normative text: ``specs/verification.md`` section 8.1):
 - A request that cannot be judged (another model, no challengeable step, a bad signature) is
   answered with ``ErrorFrame(bad_request)``; the verifier's failures with ``internal``.
 - The verifier announces itself in the DHT under ``verifier_key(model_id)``.
-- TEST ONLY: the ``false-fail`` cheat signs a fail (with a "proof") whatever it found.
+- The handler judges with any `Judge` (a `Verifier`; node/adversaries.py wraps one for the
+  test-only ``false-fail`` cheat).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Protocol
 
 import trio
 
@@ -53,19 +55,35 @@ from darwin.protocol import (
     Challenge,
     ErrorCode,
     ErrorFrame,
-    FraudProof,
-    Outcome,
+    ModelId,
     RemoteProtocolError,
     Reveal,
     decode_answer,
 )
 from darwin.protocol.verify_request import VERIFY_REQUEST_LIMITS, VerifyAnswer, VerifyRequest
-from darwin.verifier import Judgement, Verifier, VerifierError, choose_challenge
+from darwin.verifier import Judgement, VerifierError, choose_challenge
 
-__all__ = ["VerifyHandler", ]
+__all__ = ["Judge", "VerifyHandler"]
 
 logger = logging.getLogger(__name__)
 
+
+class Judge(Protocol):
+    """What the handler asks of its `Verifier`."""
+
+    @property
+    def model_id(self) -> ModelId:
+        """The model it checks."""
+        ...
+
+    def check_challengeable(self, challenge: Challenge) -> None:
+        """Raises VerifierError: ``challenge`` cannot be judged against this model."""
+        ...
+
+    def judge(self, challenge: Challenge, reveal: Reveal | None, *,
+              asked_ms: int | None = None) -> Judgement:
+        """Judge one challenge and sign the verdict."""
+        ...
 
 
 async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...],
@@ -98,8 +116,7 @@ async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...
 class VerifyHandler:
     """Serves ``/darwin/verify/1`` streams with one `Verifier`."""
 
-    def __init__(self, host: Host, verifier: Verifier, ledger: Ledger, config: VerifyConfig,
-                 cheat: str | None = None, *,
+    def __init__(self, host: Host, verifier: Judge, ledger: Ledger, config: VerifyConfig, *,
                  publish: Publish | None = None,
                  proofs: ProofStore | None = None) -> None:
         self.host = host
@@ -108,7 +125,6 @@ class VerifyHandler:
         self.publish = publish  # broadcasts our verdicts and notices (VerdictGossip.publish)
         self.proofs = proofs  # where fail proofs are kept and served from; None: not kept
         self.config = config
-        self.cheat = cheat  # TEST ONLY
         self.rng = random.SystemRandom()
         self.judging = trio.CapacityLimiter(1)
         self.frames = FrameConfig.bounded(config.max_request_bytes, config.request_timeout)
@@ -167,11 +183,6 @@ class VerifyHandler:
             verdict's, then the fraud_proof notice's (a fail whose proof could be kept).
         """
         judgement = self.verifier.judge(challenge, reveal, asked_ms=asked_ms)
-        if self.cheat == "false-fail" and reveal is not None and judgement.fraud_proof is None:
-            logger.warning("CHEAT false-fail: signing a fail for an honest reveal")
-            verdict = self.verifier.sign(challenge, Outcome.FAIL, "false accusation (cheat)")
-            proof = FraudProof(challenge, reveal, challenge.model_id, verdict)
-            judgement = Judgement(verdict, proof, judgement.finding)
         body = judgement.verdict.body
         refs: dict[str, str | bytes | int | bool | None] = {
             "challenge": body.challenge_digest, "session": body.session_id,

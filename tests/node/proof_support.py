@@ -16,7 +16,8 @@ import torch
 from darwin.ledger import AccusationRefuted, EntryKind, FraudStatus, Record
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint, SpanRunner, model_id
-from darwin.node.cheats import CheatingSpan
+from darwin.node.adversaries import CheatingSpan
+from darwin.node.config import Cheat
 from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
 from darwin.node.serving.retention import RetentionStore
 from darwin.protocol import Challenge, FraudProof, Identity, ModelId, Outcome, SessionId
@@ -58,7 +59,7 @@ def make_proofs(model: Path, cache: Path) -> Proofs:
     mid = ModelId(model_id(checkpoint, cache_dir=cache))
     runner = SpanRunner.load(checkpoint, LAYER, LAYER + 1)
     verifier = Verifier(VERIFIER, checkpoint, model_id=mid)
-    cheat, store = _challenge(CheatingSpan(runner, "noise", torch.float32), CHEATER, mid)
+    cheat, store = _challenge(CheatingSpan(runner, Cheat.NOISE, torch.float32), CHEATER, mid)
     judgement = verifier.judge(cheat, store.answer(cheat))
     assert judgement.outcome is Outcome.FAIL and judgement.fraud_proof is not None
     honest, store = _challenge(runner, HONEST, mid)

@@ -35,7 +35,7 @@ from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
 from darwin.model.torch_wire import to_wire
 from darwin.net.host import Host, HostConfig, open_host
-from darwin.node.config import VerifyConfig
+from darwin.node.config import Cheat, VerifyConfig
 from darwin.node.server import Node, start_node
 from darwin.protocol import (
     CloseSession,
@@ -163,8 +163,8 @@ async def test_a_node_that_only_hears_of_a_fraud_bans_the_cheater_and_refutes_a_
                                    verify=VerifyConfig(challenge_timeout=10.0))
             join = HostConfig(bootstrap=(verifier.listen_addr,), **QUICK_HOST)  # type: ignore[arg-type]
             liar = await start("liar", blocks=None, serve_blocks=False, host=join,
-                               verify=VerifyConfig(challenge_timeout=10.0), cheat="false-fail")
-            cheater = await start("cheater", blocks=(3, 4), cheat="noise", host=join)
+                               verify=VerifyConfig(challenge_timeout=10.0), cheat=Cheat.FALSE_FAIL)
+            cheater = await start("cheater", blocks=(3, 4), cheat=Cheat.NOISE, host=join)
             honest = await start("honest", blocks=(3, 4), host=join)
             other = await start("other", blocks=(0, 1), host=join)
             assert other.fraud_notices is not None and other.ledger is not None

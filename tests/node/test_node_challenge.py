@@ -32,7 +32,7 @@ from darwin.model import Checkpoint
 from darwin.net.framing import read_frame, write_frame
 from darwin.net.host import HostConfig
 from darwin.net.protocols import CHALLENGE_PROTOCOL, VERIFY_PROTOCOL, verifier_key
-from darwin.node.config import VerifyConfig
+from darwin.node.config import Cheat, VerifyConfig
 from darwin.node.server import start_node
 from darwin.protocol import (
     CHALLENGE_LIMITS,
@@ -157,7 +157,7 @@ def test_the_cheat_flag_is_hidden_and_blocks_are_optional_only_for_verifiers(
     assert main(base) == 2
     assert "--blocks is required" in capsys.readouterr().err
     config = _config(build_parser().parse_args([*base, "--verify", "--cheat", "refuse"]))
-    assert not config.serve_blocks and config.verify is not None and config.cheat == "refuse"
+    assert not config.serve_blocks and config.verify is not None and config.cheat is Cheat.REFUSE
     config = _config(build_parser().parse_args([*base, "--blocks", "0:2"]))
     assert config.serve_blocks and config.verify is None
     assert config.retention.directory == tmp_path / "retention"

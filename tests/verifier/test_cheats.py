@@ -15,11 +15,11 @@ from verifier_harness import (
     ServingNode,
     embedded_steps,
     noise_tamper,
-    perturb_weights,
 )
 
 from darwin.model import Checkpoint, SpanRunner, make_tiny
 from darwin.model.torch_wire import to_wire
+from darwin.node.adversaries import perturb_layer
 from darwin.protocol import (
     Challenge,
     FraudProof,
@@ -108,7 +108,7 @@ def test_perturbed_weights_under_the_honest_model_id_fail(
     checkpoint: Checkpoint, tiny_model_id: ModelId, node_identity: Identity, verifier: Verifier,
 ) -> None:
     runner = SpanRunner.load(checkpoint, 0, 4)
-    perturb_weights(runner, 3, scale=0.01)
+    perturb_layer(runner, 3, scale=0.01)
     node = serve(runner, node_identity, tiny_model_id, checkpoint)
     assert_caught(verifier, node, 3, checkpoint, tiny_model_id)
     assert_passes(verifier, node, [0, 1, 2])

@@ -110,15 +110,6 @@ def noise_tamper(layer: int, scale: float = 0.01, seed: int = 0) -> Tamper:
     return tamper
 
 
-def perturb_weights(runner: SpanRunner, layer: int, scale: float = 0.01, seed: int = 0) -> None:
-    """Multiply every weight of ``layer`` by ``1 + scale * N(0, 1)`` in place (resident runner)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in runner.blocks.get(layer).parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            parameter.mul_(1 + scale * noise.to(parameter.dtype))
-
-
 @dataclass
 class ServingNode:
     """One node: its key, its committed span and its retention store."""
