@@ -11,7 +11,18 @@ from typing import Protocol
 
 
 class Decoder(Protocol):
-    def decode(self, ids: list[int]) -> str: ...
+    """What a tokenizer offers here (transformers' ``decode`` returns a list for a batch)."""
+
+    def decode(self, token_ids: list[int]) -> str | list[str]: ...
+
+
+def decode_text(tokenizer: Decoder, ids: list[int]) -> str:
+    """The text of one sequence of token ids."""
+    text = tokenizer.decode(ids)
+    if not isinstance(text, str):
+        kind = type(text).__name__
+        raise TypeError(f"{type(tokenizer).__name__}.decode gave a {kind} for one sequence")
+    return text
 
 
 class TextStream:
@@ -25,7 +36,7 @@ class TextStream:
     def push(self, token: int) -> str:
         """Add a token; return the newly completed text (possibly empty)."""
         self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
+        text = decode_text(self.tokenizer, self.ids)
         if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
             return ""
         new = text[self.emitted:]
