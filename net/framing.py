@@ -287,7 +287,8 @@ async def write_frame(
 class FrameConfig:
     """Limits of one framed stream; each protocol picks its own."""
 
-    # Largest payload read or written, in bytes; the header is checked first.
+    # Largest payload read, in bytes (the header is checked first); also the largest
+    # written, unless max_write_size says otherwise.
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Seconds from the first byte of a frame to its last (None: unbounded).
     frame_timeout: float | None = 30.0
@@ -295,17 +296,26 @@ class FrameConfig:
     idle_timeout: float | None = None
     # Seconds allowed for writing one frame (None: unbounded).
     write_timeout: float | None = 30.0
+    # Largest payload written, where the peer's limit differs from ours (None: max_frame_size).
+    max_write_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_frame_size <= MAX_ENCODABLE_SIZE:
-            raise ValueError(f"max_frame_size out of range: {self.max_frame_size}")
+        for size in (self.max_frame_size, self.max_write_size):
+            if size is not None and not 0 <= size <= MAX_ENCODABLE_SIZE:
+                raise ValueError(f"frame size limit out of range: {size}")
+
+    @property
+    def write_limit(self) -> int:
+        """Largest payload :meth:`FramedStream.write` sends."""
+        return self.max_frame_size if self.max_write_size is None else self.max_write_size
 
     @classmethod
-    def bounded(cls, max_frame_size: int, timeout: float) -> FrameConfig:
+    def bounded(cls, max_frame_size: int, timeout: float,
+                max_write_size: int | None = None) -> FrameConfig:
         """Limits of a one-request stream: waiting for, reading and writing a frame each
         bounded by the same `timeout`."""
         return cls(max_frame_size=max_frame_size, frame_timeout=timeout, idle_timeout=timeout,
-                   write_timeout=timeout)
+                   write_timeout=timeout, max_write_size=max_write_size)
 
 
 class FramedStream:
@@ -342,7 +352,7 @@ class FramedStream:
     async def write(self, payload: Buffer) -> None:
         """Write one frame; raises as :func:`write_frame`."""
         cfg = self.config
-        await write_frame(self.stream, payload, cfg.max_frame_size, timeout=cfg.write_timeout)
+        await write_frame(self.stream, payload, cfg.write_limit, timeout=cfg.write_timeout)
 
     async def close(self) -> None:
         """Half-close our side (the peer reads end of stream); never raises."""
