@@ -20,7 +20,7 @@ import logging
 
 import trio
 
-from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError, read_frame
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError
 from darwin.net.host import Stream, stream_peer_id
 from darwin.node.cheats import tamper_reveal
 from darwin.node.config import ChallengeLimits
@@ -39,6 +39,8 @@ __all__ = ["ChallengeHandler"]
 
 logger = logging.getLogger(__name__)
 
+# TEST ONLY, the refuse cheat: wait (an hour at most) for the verifier to give up.
+_UNTIL_RESET = FrameConfig(max_frame_size=16, frame_timeout=None, idle_timeout=3600.0)
 
 
 class ChallengeHandler:
@@ -64,8 +66,9 @@ class ChallengeHandler:
             return
         if self.cheat == "refuse":
             logger.warning("CHEAT refuse: not answering the challenge from %s", peer)
+            framed.config = _UNTIL_RESET
             with contextlib.suppress(TransportError):
-                await read_frame(stream, 16, idle_timeout=3600.0)  # until the verifier gives up
+                await framed.read()
             return
         try:
             reveal = await trio.to_thread.run_sync(self._answer, challenge)
