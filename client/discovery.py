@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import trio
 
 from darwin.client.route import Provider
-from darwin.net.framing import TransportError, read_frame, reset_quietly, write_frame
+from darwin.net.framing import TransportError
 from darwin.net.host import Host, ProviderInfo
 from darwin.net.protocols import INFO_PROTOCOL, block_provider_key
+from darwin.net.request import RequestTimeout, request
 from darwin.protocol import (
     DType,
     InfoRequest,
@@ -74,26 +75,21 @@ async def ask_info(host: Host, peer_id: str, addrs: Iterable[str] = (),
     Raises:
         InfoError: unreachable, too slow, a malformed answer, or an answer for another peer.
     """
-    stream = None
     try:
-        with trio.fail_after(timeout):
-            stream = await host.open_stream(peer_id, INFO_PROTOCOL, addrs=addrs, timeout=timeout)
-            sent = trio.current_time()
-            await write_frame(stream, InfoRequest().to_wire(), MAX_INFO_FRAME)
-            info = NodeInfo.from_wire(await read_frame(stream, MAX_INFO_FRAME))
-            rtt_ms = (trio.current_time() - sent) * 1000.0
-    except trio.TooSlowError:
+        reply = await request(host, peer_id, INFO_PROTOCOL, InfoRequest().to_wire(),
+                              NodeInfo.from_wire, max_request=MAX_INFO_FRAME,
+                              max_answer=MAX_INFO_FRAME, timeout=timeout, dial_timeout=timeout,
+                              addrs=addrs)
+    except RequestTimeout:
         raise InfoError(f"{peer_id} gave no info within {timeout} s") from None
     except (TransportError, ValueError) as exc:
         raise InfoError(f"{peer_id} is unreachable: {exc}") from exc
     except RemoteProtocolError as exc:
         raise InfoError(f"{peer_id} sent a malformed info answer: {exc}") from exc
-    finally:
-        if stream is not None:
-            await reset_quietly(stream)  # one request, one answer: nothing more to say
+    info = reply.answer
     if info.peer_id != peer_id:
         raise InfoError(f"{peer_id} answered with the info of {info.peer_id}")
-    return info, rtt_ms
+    return info, reply.round_trip * 1000.0
 
 
 async def find_block_providers(host: Host, model_id: ModelId, n_layers: int,

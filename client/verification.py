@@ -42,9 +42,10 @@ from darwin.ledger import (
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
 from darwin.model import Checkpoint
-from darwin.net.framing import TransportError, read_frame, reset_quietly, write_frame
+from darwin.net.framing import TransportError
 from darwin.net.host import Host
 from darwin.net.protocols import VERIFY_PROTOCOL, verifier_key
+from darwin.net.request import RequestTimeout, request
 from darwin.protocol import (
     CHALLENGE_LIMITS,
     ErrorFrame,
@@ -55,8 +56,12 @@ from darwin.protocol import (
     SignatureError,
 )
 from darwin.protocol.proof_request import proof_hash
-from darwin.protocol.verify_request import VerifyAnswer, VerifyRequest
-from darwin.protocol.wire import unpack
+from darwin.protocol.verify_request import (
+    VERIFY_REQUEST_LIMITS,
+    VerifyAnswer,
+    VerifyRequest,
+    decode_verify_answer,
+)
 from darwin.verifier import check_fraud_proof
 
 logger = logging.getLogger(__name__)
@@ -111,30 +116,25 @@ def hops_to_check(hops: Iterable[tuple[str, int, int]], scores: Mapping[str, Sco
     return chosen
 
 
-async def ask_verifier(host: Host, verifier: str, addrs: Sequence[str], request: VerifyRequest,
-                       timeout: float) -> VerifyAnswer:
+async def ask_verifier(host: Host, verifier: str, addrs: Sequence[str],
+                       verify_request: VerifyRequest, timeout: float) -> VerifyAnswer:
     """One verify request; the answer, signature and subject checked (raises NoVerdict)."""
-    stream = None
     try:
-        with trio.fail_after(timeout):
-            stream = await host.open_stream(verifier, VERIFY_PROTOCOL, addrs=addrs)
-            await write_frame(stream, request.to_wire(), 16 * 2**20)
-            data = await read_frame(stream, CHALLENGE_LIMITS.max_message_bytes)
-        obj = await trio.to_thread.run_sync(unpack, data, CHALLENGE_LIMITS)
-        if isinstance(obj, dict) and obj.get("kind") == ErrorFrame.KIND:
-            error = ErrorFrame.from_obj(obj, CHALLENGE_LIMITS)
-            raise NoVerdict(f"{verifier} refused: {error.code.value}: {error.reason}")
-        answer = VerifyAnswer.from_obj(obj)
+        reply = await request(host, verifier, VERIFY_PROTOCOL, verify_request.to_wire(),
+                              decode_verify_answer,
+                              max_request=VERIFY_REQUEST_LIMITS.max_message_bytes,
+                              max_answer=CHALLENGE_LIMITS.max_message_bytes, timeout=timeout,
+                              addrs=addrs)
+        answer = reply.answer
+        if isinstance(answer, ErrorFrame):
+            raise NoVerdict(f"{verifier} refused: {answer.code.value}: {answer.message}")
         answer.verdict.verify()
-    except trio.TooSlowError:
+    except RequestTimeout:
         raise NoVerdict(f"{verifier} gave no verdict within {timeout} s") from None
     except (TransportError, ValueError, RemoteProtocolError, SignatureError) as exc:
         raise NoVerdict(f"{verifier}: {exc}") from exc
-    finally:
-        if stream is not None:
-            await reset_quietly(stream)
     body = answer.verdict.body
-    if body.verifier != verifier or body.subject != request.subject:
+    if body.verifier != verifier or body.subject != verify_request.subject:
         raise NoVerdict(f"{verifier} answered a verdict by {body.verifier} about {body.subject}")
     return answer
 

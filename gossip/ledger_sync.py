@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import trio
 
+from darwin.gossip.fetch import fetch
 from darwin.gossip.policy import GOSSIP_KINDS, NOTICE_KINDS, DropReason, RateLimiter
 from darwin.gossip.sync_cursors import SyncCursors
 from darwin.ledger import DuplicateEntryError, InvalidEntryError, Ledger, Record
@@ -216,36 +217,14 @@ async def fetch_page(host: Host, peer_id: str, since: int, config: SyncConfig = 
         LedgerSyncError: the peer refused, or its answer breaks the protocol.
         TransportError: the peer could not be reached or the stream failed.
     """
-    request = SyncRequest(since, config.page_size)
-    with trio.move_on_after(config.timeout) as scope:
-        stream = await host.open_stream(peer_id, LEDGER_SYNC_PROTOCOL, timeout=config.timeout)
-        framed = FramedStream(stream, FrameConfig(max_frame_size=_PAGE_LIMIT,
-                                                  frame_timeout=config.timeout,
-                                                  write_timeout=config.timeout))
-        try:
-            await framed.write(request.to_wire())
-            answer = SyncPage.from_wire(await framed.read())
-        except RemoteProtocolError as exc:
-            await _reset(framed)
-            raise LedgerSyncError(f"{peer_id} sent a bad sync page: {exc.reason}") from exc
-        except BaseException:
-            await _reset(framed)
-            raise
-        await framed.close()
-    if scope.cancelled_caught:
-        raise LedgerSyncError(f"ledger sync with {peer_id} timed out after {config.timeout} s")
-    if isinstance(answer, ErrorFrame):
-        raise LedgerSyncError(f"{peer_id} refused ledger sync: {answer.code.value}, "
-                              f"{answer.message}")
-    if len(answer.records) > request.max or answer.next < since:
+    asked = SyncRequest(since, config.page_size)
+    answer: SyncPage = await fetch(
+        host, peer_id, LEDGER_SYNC_PROTOCOL, asked.to_wire(), SyncPage.from_wire,
+        what="ledger sync", error=LedgerSyncError, max_request=_REQUEST_LIMIT,
+        max_answer=_PAGE_LIMIT, timeout=config.timeout)
+    if len(answer.records) > asked.max or answer.next < since:
         raise LedgerSyncError(f"{peer_id} sent a page that breaks the protocol")
     return answer
-
-
-async def _reset(framed: FramedStream) -> None:
-    """Reset even while being cancelled (a timed-out exchange must not leave the stream)."""
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        await framed.reset()
 
 
 @dataclass

@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
+from darwin.gossip.fetch import fetch
 from darwin.gossip.policy import RateLimiter
 from darwin.gossip.proof_store import ProofStore
-from darwin.net.framing import (
-    FrameConfig,
-    FramedStream,
-    FrameTooLarge,
-    TransportError,
-    read_frame,
-    write_frame,
-)
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError
 from darwin.net.host import Host, Stream, stream_peer_id
 from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame, RemoteProtocolError
@@ -95,38 +90,37 @@ class ProofHandler:
         self._limiter = RateLimiter(config.serve_rate, config.serve_burst,
                                     config.max_tracked_peers)
         self._serving = trio.CapacityLimiter(config.serve_concurrency)
+        self._frames = FrameConfig.bounded(MAX_PROOF_REQUEST_BYTES, config.timeout,
+                                           max_write_size=config.max_frame)
 
     async def __call__(self, stream: Stream) -> None:
         """Answer one request (raises TransportError when the peer breaks the stream)."""
         peer = stream_peer_id(stream)
-        timeout = self.config.timeout
+        framed = FramedStream(stream, self._frames)
         try:
-            data = await read_frame(stream, MAX_PROOF_REQUEST_BYTES, timeout=timeout,
-                                    idle_timeout=timeout)
-            request = ProofRequest.from_wire(data)
+            request = ProofRequest.from_wire(await framed.read())
         except (FrameTooLarge, RemoteProtocolError) as exc:
             reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
             logger.info("proof request from %s refused: %s", peer, reason)
-            await self._answer(stream, ErrorFrame.refusal(ErrorCode.BAD_REQUEST, reason))
+            await self._answer(framed, ErrorFrame.refusal(ErrorCode.BAD_REQUEST, reason))
             return
         if not self._limiter.allow(peer, trio.current_time()):
             logger.debug("proof request from %s refused: over its rate", peer)
-            await self._answer(stream, ErrorFrame(ErrorCode.BUSY, "too many proof requests"))
+            await self._answer(framed, ErrorFrame(ErrorCode.BUSY, "too many proof requests"))
             return
         async with self._serving:
             proof = await trio.to_thread.run_sync(self.store.get, request.proof_hash,
                                                   self.config.max_proof_bytes)
             if proof is None:
                 logger.debug("proof %s asked by %s: not held", request.proof_hash.hex(), peer)
-                await self._answer(stream, ErrorFrame(ErrorCode.NOT_FOUND, "no such proof"))
+                await self._answer(framed, ErrorFrame(ErrorCode.NOT_FOUND, "no such proof"))
                 return
-            await self._answer(stream, ProofAnswer(proof))
+            await self._answer(framed, ProofAnswer(proof))
             logger.debug("proof %s (%d bytes) sent to %s", request.proof_hash.hex(),
                          len(proof), peer)
 
-    async def _answer(self, stream: Stream, message: ProofAnswer | ErrorFrame) -> None:
-        await write_frame(stream, message.to_wire(), self.config.max_frame,
-                          timeout=self.config.timeout)
+    async def _answer(self, framed: FramedStream, message: ProofAnswer | ErrorFrame) -> None:
+        await framed.write(message.to_wire())
 
 
 async def fetch_proof(host: Host, peer_id: str, digest: bytes,
@@ -138,37 +132,13 @@ async def fetch_proof(host: Host, peer_id: str, digest: bytes,
             slow.
         TransportError: the peer could not be reached or the stream failed.
     """
-    request = ProofRequest(digest)
-    answer: ProofAnswer | ErrorFrame | None = None
-    with trio.move_on_after(config.timeout):
-        stream = await host.open_stream(peer_id, PROOF_PROTOCOL, timeout=config.timeout)
-        framed = FramedStream(stream, FrameConfig(max_frame_size=config.max_frame,
-                                                  frame_timeout=config.timeout,
-                                                  write_timeout=config.timeout))
-        try:
-            await framed.write(request.to_wire())
-            data = await framed.read()
-            answer = await trio.to_thread.run_sync(decode_proof_answer, data,
-                                                   config.max_proof_bytes)
-        except RemoteProtocolError as exc:
-            await _reset(framed)
-            raise ProofFetchError(f"{peer_id} sent a bad proof answer: {exc.reason}") from exc
-        except BaseException:
-            await _reset(framed)
-            raise
-        await framed.close()
-    if answer is None:
-        raise ProofFetchError(f"proof fetch from {peer_id} timed out after {config.timeout} s")
-    if isinstance(answer, ErrorFrame):
-        raise ProofFetchError(f"{peer_id} refused the proof: {answer.code.value}, "
-                              f"{answer.message}")
+    decode = partial(decode_proof_answer, max_proof_bytes=config.max_proof_bytes)
+    answer: ProofAnswer = await fetch(
+        host, peer_id, PROOF_PROTOCOL, ProofRequest(digest).to_wire(), decode,
+        what="proof fetch", error=ProofFetchError, max_request=MAX_PROOF_REQUEST_BYTES,
+        max_answer=config.max_frame, timeout=config.timeout)
     try:
         return await trio.to_thread.run_sync(answer.check, digest)
     except RemoteProtocolError as exc:
         raise ProofFetchError(f"{peer_id}: {exc.reason}") from exc
 
-
-async def _reset(framed: FramedStream) -> None:
-    """Reset even while being cancelled (a timed-out exchange must not leave the stream)."""
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        await framed.reset()

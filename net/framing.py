@@ -10,9 +10,11 @@ Rules of this module (normative text: ``specs/transport.md``, section "Framing")
   more than the limit by lying in the header. (A :class:`FramedStream` asks for
   up to ``READ_AHEAD`` bytes when it needs a header, taking at most what the
   muxer already holds; it never waits for body bytes of a refused frame.)
+- One API: a stream is read and written only through its :class:`FramedStream`
+  (it keeps read-ahead bytes for the next frame), under one :class:`FrameConfig`.
 - A read has two clocks: ``idle_timeout`` bounds the wait for the first byte of a
-  frame (an idle session may legitimately wait long), ``timeout`` bounds the time
-  from that first byte to the last one (a peer that starts a frame must finish
+  frame (an idle session may legitimately wait long), ``frame_timeout`` bounds the
+  time from that first byte to the last one (a peer that starts a frame must finish
   it). Either raises :class:`FrameTimeout`.
 - End of stream exactly at a frame boundary raises :class:`StreamClosed` with
   ``received == 0``; end of stream inside a frame (a half-open or truncating
@@ -21,7 +23,7 @@ Rules of this module (normative text: ``specs/transport.md``, section "Framing")
   base class never sees a libp2p exception escape from here.
 
 The codec (:func:`encode_header`, :func:`decode_header`) is synchronous and does
-no I/O; :func:`read_frame` / :func:`write_frame` are the thin async shell.
+no I/O; :class:`FramedStream` is the thin async shell.
 """
 
 from __future__ import annotations
@@ -53,9 +55,7 @@ __all__ = [
     "close_quietly",
     "decode_header",
     "encode_header",
-    "read_frame",
     "reset_quietly",
-    "write_frame",
 ]
 
 HEADER_SIZE = 4
@@ -63,7 +63,7 @@ MAX_ENCODABLE_SIZE = 2**32 - 1
 # Big enough for a 1024-token prefill of a 4096-wide fp32 model (16 MiB) plus its
 # envelope; every protocol passes its own, usually smaller, limit.
 DEFAULT_MAX_FRAME_SIZE = 32 * 1024 * 1024
-# How much a FramedStream asks for when it needs a header (see _read_frame).
+# How much a FramedStream asks for when it needs a header (see FramedStream.read).
 READ_AHEAD = 64 * 1024
 # Above this size the header is written separately instead of being copied in
 # front of the payload (a 16 MiB concatenation costs more than one extra
@@ -172,122 +172,12 @@ async def _read_some(stream: ByteStream, n: int, received: int) -> bytes:
     return data
 
 
-async def read_frame(
-    stream: ByteStream,
-    max_size: int = DEFAULT_MAX_FRAME_SIZE,
-    *,
-    timeout: float | None = None,
-    idle_timeout: float | None = None,
-) -> bytes:
-    """Read one whole frame and return its payload, taking no byte beyond it.
-
-    Args:
-        stream: the stream to read from.
-        max_size: largest payload accepted; checked before any body byte is read.
-        timeout: seconds from the first byte of the frame to its last.
-        idle_timeout: seconds to wait for the first byte of the frame.
-
-    Raises:
-        FrameTooLarge: the header announces more than ``max_size`` bytes.
-        StreamClosed: the stream ended or was reset (``received`` says where).
-        FrameTimeout: a deadline passed; the stream should then be reset.
-    """
-    return await _read_frame(stream, bytearray(), 0, max_size, timeout, idle_timeout)
-
-
-async def _read_frame(
-    stream: ByteStream,
-    pending: bytearray,
-    read_ahead: int,
-    max_size: int,
-    timeout: float | None,
-    idle_timeout: float | None,
-) -> bytes:
-    """Read a frame, starting with the bytes already in ``pending``.
-
-    With ``read_ahead == 0`` only the bytes of this frame are requested. With
-    ``read_ahead > 0`` header reads ask for that many bytes, so a small frame
-    arrives in one ``read`` (each libp2p read costs a trip through NetStream's,
-    yamux's and its window's locks); what comes beyond the frame stays in
-    ``pending`` for the next call. Body bytes are never requested before the
-    header has passed the limit, and never beyond the end of the frame.
-    """
-    if not pending:
-        try:
-            with trio.fail_after(math.inf if idle_timeout is None else idle_timeout):
-                pending += await _read_some(stream, max(read_ahead, HEADER_SIZE), 0)
-        except trio.TooSlowError:
-            raise FrameTimeout(f"no frame started within {idle_timeout} s") from None
-    received = len(pending)
-    try:
-        with trio.fail_at(_deadline(timeout)):
-            while len(pending) < HEADER_SIZE:
-                want = max(read_ahead, HEADER_SIZE - len(pending))
-                pending += await _read_some(stream, want, len(pending))
-                received = len(pending)
-            end = HEADER_SIZE + decode_header(bytes(pending[:HEADER_SIZE]), max_size)
-            if len(pending) >= end:
-                payload = bytes(pending[HEADER_SIZE:end])
-                del pending[:end]
-                return payload
-            chunks = [bytes(pending[HEADER_SIZE:])]
-            pending.clear()
-            while received < end:
-                chunk = await _read_some(stream, end - received, received)
-                chunks.append(chunk)
-                received += len(chunk)
-    except trio.TooSlowError:
-        raise FrameTimeout(f"frame not completed within {timeout} s", received=received) from None
-    return b"".join(chunks)
-
-
-async def write_frame(
-    stream: ByteStream,
-    payload: Buffer,
-    max_size: int = DEFAULT_MAX_FRAME_SIZE,
-    *,
-    timeout: float | None = None,
-) -> None:
-    """Write ``payload`` as one frame.
-
-    Args:
-        stream: the stream to write to.
-        payload: the frame body (bytes, bytearray or a contiguous memoryview).
-        max_size: largest payload we allow ourselves to send; the peer enforces
-            its own limit and resets the stream when we exceed it.
-        timeout: seconds for the whole write (flow control can stall a writer
-            whose peer does not read).
-
-    Raises:
-        FrameTooLarge: ``payload`` is larger than ``max_size`` (nothing is sent).
-        StreamClosed: the stream was closed or reset under us.
-        FrameTimeout: ``timeout`` passed; part of the frame may have been sent,
-            so the stream must be reset, not reused.
-    """
-    body = memoryview(payload).cast("B")
-    size = body.nbytes
-    if size > max_size:
-        raise FrameTooLarge(size, max_size)
-    header = encode_header(size)
-    try:
-        with trio.fail_at(_deadline(timeout)):
-            if size <= _COALESCE_LIMIT:
-                await stream.write(header + body)
-            else:
-                await stream.write(header)
-                await stream.write(body)  # type: ignore[arg-type]  # yamux slices it
-    except trio.TooSlowError:
-        raise FrameTimeout(f"frame of {size} bytes not written within {timeout} s") from None
-    except BaseLibp2pError as exc:
-        reset = isinstance(exc, _RESETS)
-        raise StreamClosed(f"stream closed while writing a frame: {exc!r}", reset=reset) from exc
-
-
 @dataclass(frozen=True)
 class FrameConfig:
     """Limits of one framed stream; each protocol picks its own."""
 
-    # Largest payload read or written, in bytes; the header is checked first.
+    # Largest payload read, in bytes (the header is checked first); also the largest
+    # written, unless max_write_size says otherwise.
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Seconds from the first byte of a frame to its last (None: unbounded).
     frame_timeout: float | None = 30.0
@@ -295,25 +185,37 @@ class FrameConfig:
     idle_timeout: float | None = None
     # Seconds allowed for writing one frame (None: unbounded).
     write_timeout: float | None = 30.0
+    # Largest payload written, where the peer's limit differs from ours (None: max_frame_size).
+    max_write_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_frame_size <= MAX_ENCODABLE_SIZE:
-            raise ValueError(f"max_frame_size out of range: {self.max_frame_size}")
+        for size in (self.max_frame_size, self.max_write_size):
+            if size is not None and not 0 <= size <= MAX_ENCODABLE_SIZE:
+                raise ValueError(f"frame size limit out of range: {size}")
+
+    @property
+    def write_limit(self) -> int:
+        """Largest payload :meth:`FramedStream.write` sends."""
+        return self.max_frame_size if self.max_write_size is None else self.max_write_size
 
     @classmethod
-    def bounded(cls, max_frame_size: int, timeout: float) -> FrameConfig:
+    def bounded(cls, max_frame_size: int, timeout: float,
+                max_write_size: int | None = None) -> FrameConfig:
         """Limits of a one-request stream: waiting for, reading and writing a frame each
         bounded by the same `timeout`."""
         return cls(max_frame_size=max_frame_size, frame_timeout=timeout, idle_timeout=timeout,
-                   write_timeout=timeout)
+                   write_timeout=timeout, max_write_size=max_write_size)
 
 
 class FramedStream:
     """A stream read and written one frame at a time, under one :class:`FrameConfig`.
 
-    It does not own a task or a buffer; closing or resetting it closes or resets
-    the underlying stream. After any :class:`FrameError` other than a clean
-    ``StreamClosed`` the stream is out of sync and should be reset.
+    It reads ahead (up to ``READ_AHEAD`` bytes that the muxer already holds) and keeps
+    the surplus for the next frame, which halves the libp2p reads per small frame; so once
+    a stream is wrapped, read it only through its ``FramedStream``. It does not own a task;
+    closing or resetting it closes or resets the underlying stream. After any
+    :class:`FrameError` other than a clean ``StreamClosed`` the stream is out of sync and
+    should be reset.
     """
 
     def __init__(self, stream: ByteStream, config: FrameConfig = FrameConfig()) -> None:
@@ -322,27 +224,81 @@ class FramedStream:
         self._pending = bytearray()
 
     async def read(self) -> bytes:
-        """Read one frame; raises as :func:`read_frame`.
+        """Read one whole frame and return its payload.
 
-        Unlike :func:`read_frame` it reads ahead (up to ``READ_AHEAD`` bytes that
-        the muxer already holds) and keeps the surplus for the next frame, which
-        halves the libp2p reads per small frame. So once a stream is wrapped, read
-        it only through its ``FramedStream``.
+        Header reads ask for up to ``READ_AHEAD`` bytes, so a small frame arrives in one
+        ``read`` (each libp2p read costs a trip through NetStream's, yamux's and its
+        window's locks); what comes beyond the frame stays for the next call. Body bytes
+        are never requested before the header has passed the limit, nor beyond the end of
+        the frame.
+
+        Raises:
+            FrameTooLarge: the header announces more than ``max_frame_size`` bytes.
+            StreamClosed: the stream ended or was reset (``received`` says where).
+            FrameTimeout: ``idle_timeout`` passed before the first byte, or
+                ``frame_timeout`` between the first byte and the last; reset the stream.
         """
-        cfg = self.config
-        return await _read_frame(
-            self.stream,
-            self._pending,
-            READ_AHEAD,
-            cfg.max_frame_size,
-            cfg.frame_timeout,
-            cfg.idle_timeout,
-        )
+        cfg, stream, pending = self.config, self.stream, self._pending
+        if not pending:
+            idle = cfg.idle_timeout
+            try:
+                with trio.fail_after(math.inf if idle is None else idle):
+                    pending += await _read_some(stream, READ_AHEAD, 0)
+            except trio.TooSlowError:
+                raise FrameTimeout(f"no frame started within {idle} s") from None
+        received = len(pending)
+        try:
+            with trio.fail_at(_deadline(cfg.frame_timeout)):
+                while len(pending) < HEADER_SIZE:
+                    pending += await _read_some(stream, READ_AHEAD, len(pending))
+                    received = len(pending)
+                end = HEADER_SIZE + decode_header(bytes(pending[:HEADER_SIZE]),
+                                                  cfg.max_frame_size)
+                if len(pending) >= end:
+                    payload = bytes(pending[HEADER_SIZE:end])
+                    del pending[:end]
+                    return payload
+                chunks = [bytes(pending[HEADER_SIZE:])]
+                pending.clear()
+                while received < end:
+                    chunk = await _read_some(stream, end - received, received)
+                    chunks.append(chunk)
+                    received += len(chunk)
+        except trio.TooSlowError:
+            raise FrameTimeout(f"frame not completed within {cfg.frame_timeout} s",
+                               received=received) from None
+        return b"".join(chunks)
 
     async def write(self, payload: Buffer) -> None:
-        """Write one frame; raises as :func:`write_frame`."""
-        cfg = self.config
-        await write_frame(self.stream, payload, cfg.max_frame_size, timeout=cfg.write_timeout)
+        """Write ``payload`` (bytes, bytearray or a contiguous memoryview) as one frame.
+
+        Raises:
+            FrameTooLarge: ``payload`` is larger than the config's ``write_limit`` (nothing
+                is sent; the peer enforces its own limit and resets the stream past it).
+            StreamClosed: the stream was closed or reset under us.
+            FrameTimeout: ``write_timeout`` passed (flow control can stall a writer whose
+                peer does not read); part of the frame may have been sent, so the stream
+                must be reset, not reused.
+        """
+        body = memoryview(payload).cast("B")
+        size = body.nbytes
+        if size > self.config.write_limit:
+            raise FrameTooLarge(size, self.config.write_limit)
+        header = encode_header(size)
+        timeout = self.config.write_timeout
+        try:
+            with trio.fail_at(_deadline(timeout)):
+                if size <= _COALESCE_LIMIT:
+                    await self.stream.write(header + body)
+                else:
+                    await self.stream.write(header)
+                    await self.stream.write(body)  # type: ignore[arg-type]  # yamux slices it
+        except trio.TooSlowError:
+            raise FrameTimeout(f"frame of {size} bytes not written within {timeout} s") from None
+        except BaseLibp2pError as exc:
+            reset = isinstance(exc, _RESETS)
+            raise StreamClosed(f"stream closed while writing a frame: {exc!r}",
+                               reset=reset) from exc
 
     async def close(self) -> None:
         """Half-close our side (the peer reads end of stream); never raises."""

@@ -31,7 +31,7 @@ import torch
 
 from darwin.model import SpanOutput, SpanRunner, SpanSession
 from darwin.model.torch_wire import from_wire, to_wire
-from darwin.net.framing import FramedStream, TransportError, read_frame
+from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Stream, StreamHandler, stream_peer_id
 from darwin.node.config import Cheat
 from darwin.node.serving.challenge_handler import ChallengeHandler, Reveals
@@ -54,6 +54,9 @@ __all__ = ["COMPUTE_CHEATS", "CheatingSpan", "FalseAccuser", "InconsistentReveal
            "RefusingChallenges", "TamperedAnswers", "compose", "load_settings", "perturb_layer"]
 
 logger = logging.getLogger(__name__)
+
+# The refuse cheat waits (an hour at most) for the verifier to give up and reset the stream.
+_UNTIL_RESET = FrameConfig(max_frame_size=16, frame_timeout=None, idle_timeout=3600.0)
 
 COMPUTE_CHEATS = frozenset({Cheat.NOISE, Cheat.SKIP, Cheat.BF16})
 NOISE_SCALE = 0.01  # relative L2 size of the noise the ``noise`` and ``mismatch`` cheats add
@@ -215,11 +218,13 @@ class RefusingChallenges:
 
     async def __call__(self, stream: Stream) -> None:
         peer = stream_peer_id(stream)
-        if await self.honest.receive(FramedStream(stream, self.honest.frames), peer) is None:
+        framed = FramedStream(stream, self.honest.frames)
+        if await self.honest.receive(framed, peer) is None:
             return
         logger.warning("CHEAT refuse: not answering the challenge from %s", peer)
+        framed.config = _UNTIL_RESET
         with contextlib.suppress(TransportError):
-            await read_frame(stream, 16, idle_timeout=3600.0)  # until the verifier resets
+            await framed.read()
 
 
 class InconsistentReveals:

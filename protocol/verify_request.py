@@ -8,7 +8,8 @@ Rules (layout in ``specs/verification.md`` section 8.1):
   tensors. The verifier picks step and layer itself (the client cannot steer them).
 * ``verify_answer`` (verifier → client): the signed verdict and, for a ``fail``, the encoded
   fraud proof (``FraudProof.to_wire()``, the bytes a proof file holds). A request the verifier
-  cannot judge is answered with an ``error`` frame instead.
+  cannot judge is answered with an ``error`` frame instead (``decode_verify_answer`` reads
+  either).
 * Decoding hostile input raises ``RemoteProtocolError`` only.
 """
 
@@ -22,12 +23,14 @@ from .errors import LocalProtocolError, RemoteProtocolError, blame_peer
 from .fraud_proof import FraudProof
 from .identity import PeerId
 from .ids import DIGEST_SIZE, ModelId
+from .messages import ErrorFrame
 from .receipt import Receipt
 from .schema import require_bytes, require_int, require_text
 from .verdict import Outcome, Verdict
 from .wire import WireLimits, pack, unpack
 
-__all__ = ["MAX_VERIFY_RECEIPTS", "VERIFY_REQUEST_LIMITS", "VerifyAnswer", "VerifyRequest"]
+__all__ = ["MAX_VERIFY_RECEIPTS", "VERIFY_REQUEST_LIMITS", "VerifyAnswer", "VerifyRequest",
+           "decode_verify_answer"]
 
 # Most receipts one request may carry (a trace of many hops plus replays).
 MAX_VERIFY_RECEIPTS = 4 * MAX_CHALLENGE_STEPS
@@ -125,3 +128,16 @@ class VerifyAnswer:
     @classmethod
     def from_wire(cls, data: bytes, limits: WireLimits = CHALLENGE_LIMITS) -> VerifyAnswer:
         return cls.from_obj(unpack(data, limits))
+
+
+def decode_verify_answer(data: bytes,
+                         limits: WireLimits = CHALLENGE_LIMITS) -> VerifyAnswer | ErrorFrame:
+    """Decode a verifier's answer: a verdict, or the error frame of a refused request.
+
+    Raises:
+        RemoteProtocolError: anything else; signatures are not checked.
+    """
+    obj = unpack(data, limits)
+    if isinstance(obj, dict) and obj.get("kind") == ErrorFrame.KIND:
+        return ErrorFrame.from_obj(obj, limits)
+    return VerifyAnswer.from_obj(obj)

@@ -38,17 +38,10 @@ from darwin.gossip.verdicts import Publish, publish_or_log
 from darwin.ledger import EntryKind, FraudStatus, Ledger, Record
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
-from darwin.net.framing import (
-    FrameConfig,
-    FramedStream,
-    FrameTooLarge,
-    TransportError,
-    read_frame,
-    reset_quietly,
-    write_frame,
-)
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError
 from darwin.net.host import Host, Stream, stream_peer_id
 from darwin.net.protocols import CHALLENGE_PROTOCOL
+from darwin.net.request import RequestTimeout, request
 from darwin.node.config import VerifyConfig
 from darwin.protocol import (
     CHALLENGE_LIMITS,
@@ -90,25 +83,20 @@ async def challenge_node(host: Host, challenge: Challenge, addrs: tuple[str, ...
                          timeout: float) -> Reveal | None:
     """Send ``challenge`` to its node; its reveal, or None for no usable answer in time."""
     node = str(challenge.node_id)
-    stream = None
     try:
-        with trio.fail_after(timeout):
-            stream = await host.open_stream(node, CHALLENGE_PROTOCOL, addrs=addrs,
-                                            timeout=timeout)
-            await write_frame(stream, challenge.to_wire(), CHALLENGE_LIMITS.max_message_bytes)
-            data = await read_frame(stream, CHALLENGE_LIMITS.max_message_bytes)
-        answer = await trio.to_thread.run_sync(decode_answer, data)
-    except trio.TooSlowError:
+        reply = await request(host, node, CHALLENGE_PROTOCOL, challenge.to_wire(), decode_answer,
+                              max_request=CHALLENGE_LIMITS.max_message_bytes,
+                              max_answer=CHALLENGE_LIMITS.max_message_bytes, timeout=timeout,
+                              dial_timeout=timeout, addrs=addrs)
+    except RequestTimeout:
         logger.info("challenge to %s: no answer within %g s", node, timeout)
         return None
     except (TransportError, ValueError, RemoteProtocolError) as exc:
         logger.info("challenge to %s: no usable answer: %s", node, exc)
         return None
-    finally:
-        if stream is not None:
-            await reset_quietly(stream)
+    answer = reply.answer
     if isinstance(answer, ErrorFrame):
-        logger.info("challenge to %s: refused: %s %s", node, answer.code.value, answer.reason)
+        logger.info("challenge to %s: refused: %s %s", node, answer.code.value, answer.message)
         return None
     return answer
 

@@ -19,7 +19,7 @@ from darwin.client.discovery import DiscoveryConfig, InfoError, ask_info, discov
 from darwin.client.remote_hop import HopConfig, HopTarget, RemoteHop, SessionTerms
 from darwin.client.session import HopFailed, StepRefused
 from darwin.model.torch_wire import to_wire
-from darwin.net.framing import read_frame, write_frame
+from darwin.net.framing import FramedStream
 from darwin.net.host import Host, HostConfig, open_host
 from darwin.net.protocols import FORWARD_PROTOCOL, INFO_PROTOCOL, block_provider_key
 from darwin.protocol import (
@@ -64,16 +64,17 @@ def _serve(node: Host, on_step: Script, opened: Callable[[OpenSession], Message]
     """A forward handler that opens as told, then answers each step with `on_step`."""
 
     async def handler(stream) -> None:  # type: ignore[no-untyped-def]
-        request = decode(await read_frame(stream))
+        framed = FramedStream(stream)
+        request = decode(await framed.read())
         assert isinstance(request, OpenSession)
         reply = opened(request) if opened else SessionOpened(
             request.session_id, request.span_start, request.span_end, request.max_length, 60)
-        await write_frame(stream, reply.to_wire())
+        await framed.write(reply.to_wire())
         while True:
-            message = decode(await read_frame(stream))
+            message = decode(await framed.read())
             if isinstance(message, CloseSession):
                 return
-            await on_step(stream, message)
+            await on_step(framed, message)
 
     node.set_stream_handler(FORWARD_PROTOCOL, handler)
 
@@ -103,7 +104,7 @@ async def test_an_honest_step_returns_the_output_and_advances_positions() -> Non
     async def echo_doubled(stream, message) -> None:  # type: ignore[no-untyped-def]
         from darwin.model.torch_wire import from_wire
 
-        await write_frame(stream, _honest_result(message, identity, from_wire(message.hidden) * 2))
+        await stream.write(_honest_result(message, identity, from_wire(message.hidden) * 2))
 
     with trio.fail_after(20):
         async with _pair() as (node, client):
@@ -139,20 +140,20 @@ async def test_a_bad_open_answer_is_a_failed_hop(answer: str) -> None:
 
 async def _misbehave(stream, message, how: str) -> None:  # type: ignore[no-untyped-def]
     if how == "garbage":
-        await write_frame(stream, b"\xc1 not msgpack")
+        await stream.write(b"\xc1 not msgpack")
     elif how == "internal":
-        await write_frame(stream, ErrorFrame(ErrorCode.INTERNAL, "oops").to_wire())
+        await stream.write(ErrorFrame(ErrorCode.INTERNAL, "oops").to_wire())
     elif how == "refuse_step":
-        await write_frame(stream, ErrorFrame(ErrorCode.BAD_REQUEST, "out of order").to_wire())
+        await stream.write(ErrorFrame(ErrorCode.BAD_REQUEST, "out of order").to_wire())
     elif how == "wrong_kind":
-        await write_frame(stream, InfoRequest().to_wire())
+        await stream.write(InfoRequest().to_wire())
     elif how == "hang_up":
         await stream.reset()
     elif how == "stall":
         await trio.sleep_forever()
     elif how == "other_shape":
         identity = Identity.from_seed(NODE_SEED)
-        await write_frame(stream, _honest_result(message, identity, torch.ones(1, 2, 4)))
+        await stream.write(_honest_result(message, identity, torch.ones(1, 2, 4)))
 
 
 @pytest.mark.parametrize(("how", "reason"), [
@@ -190,12 +191,13 @@ async def test_discovery_keeps_only_nodes_whose_info_fits(lie: str) -> None:
     identity = Identity.from_seed(NODE_SEED)
 
     async def info(stream) -> None:  # type: ignore[no-untyped-def]
-        InfoRequest.from_wire(await read_frame(stream))
+        framed = FramedStream(stream)
+        InfoRequest.from_wire(await framed.read())
         peer = Identity.from_seed(bytes([7]) * 32).peer_id if lie == "other_peer" else (
             identity.peer_id)
         model = ModelId(b"\x06" * 32) if lie == "other_model" else MODEL
         dtype = DType.BFLOAT16 if lie == "other_dtype" else DType.FLOAT32
-        await write_frame(stream, NodeInfo(peer, model, 0, 2, dtype, 0.5, 4, "t").to_wire())
+        await framed.write(NodeInfo(peer, model, 0, 2, dtype, 0.5, 4, "t").to_wire())
 
     with trio.fail_after(20):
         async with _pair() as (node, client):

@@ -17,7 +17,7 @@ from transport_support import seed
 
 from darwin.model import Checkpoint, SpanRunner
 from darwin.model.torch_wire import digest, from_wire, to_wire
-from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.framing import FrameConfig, FramedStream, StreamClosed
 from darwin.net.host import Host, HostConfig, Stream, open_host
 from darwin.net.protocols import FORWARD_PROTOCOL
 from darwin.node.config import ForwardLimits, NodeConfig
@@ -43,6 +43,8 @@ QUICK_HOST = {"dial_timeout": 3.0, "dht_timeout": 3.0, "shutdown_timeout": 3.0}
 QUICK_FORWARD = ForwardLimits(
     max_frame_size=1 << 20, frame_timeout=0.5, idle_timeout=60.0, write_timeout=5.0
 )
+# The raw client's frames: up to 4 MiB, each read within 10 s of its first byte.
+CLIENT_FRAMES = FrameConfig(max_frame_size=1 << 22, frame_timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -78,29 +80,35 @@ async def node_and_client(config: NodeConfig) -> AsyncIterator[tuple[Node, Host]
         yield node, client
 
 
-async def open_forward(client: Host, node: Node) -> Stream:
-    return await client.open_stream(node.peer_id, FORWARD_PROTOCOL, addrs=[node.listen_addr])
+def client_frames(stream: Stream) -> FramedStream:
+    """The raw client's side of ``stream``, read and written only through this from now on."""
+    return FramedStream(stream, CLIENT_FRAMES)
 
 
-async def send(stream: Stream, message: Message) -> None:
-    await write_frame(stream, message.to_wire(), 1 << 22)
+async def open_forward(client: Host, node: Node) -> FramedStream:
+    stream = await client.open_stream(node.peer_id, FORWARD_PROTOCOL, addrs=[node.listen_addr])
+    return client_frames(stream)
 
 
-async def receive(stream: Stream) -> Message:
-    return decode(await read_frame(stream, 1 << 22, timeout=10))
+async def send(framed: FramedStream, message: Message) -> None:
+    await framed.write(message.to_wire())
 
 
-async def expect_error(stream: Stream, code: ErrorCode) -> ErrorFrame:
-    answer = await receive(stream)
+async def receive(framed: FramedStream) -> Message:
+    return decode(await framed.read())
+
+
+async def expect_error(framed: FramedStream, code: ErrorCode) -> ErrorFrame:
+    answer = await receive(framed)
     assert isinstance(answer, ErrorFrame), answer
     assert answer.code is code, answer
     return answer
 
 
-async def expect_end(stream: Stream) -> None:
+async def expect_end(framed: FramedStream) -> None:
     """The node ended the stream (closed or reset) instead of sending another frame."""
     with pytest.raises(StreamClosed):
-        await read_frame(stream, 1 << 22, timeout=10)
+        await framed.read()
 
 
 def hidden_states(seq: int, seed_: int, batch: int = 1) -> torch.Tensor:
@@ -111,7 +119,8 @@ def hidden_states(seq: int, seed_: int, batch: int = 1) -> torch.Tensor:
 class HonestSession:
     """A well-behaved client session on one node, checked step by step against a local runner."""
 
-    def __init__(self, stream: Stream, node: Node, span: tuple[int, int], max_length: int) -> None:
+    def __init__(self, stream: FramedStream, node: Node, span: tuple[int, int],
+                 max_length: int) -> None:
         self.stream = stream
         self.node = node
         self.span = span

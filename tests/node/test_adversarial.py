@@ -24,8 +24,6 @@ from darwin.net.framing import (
     FrameTooLarge,
     StreamClosed,
     encode_header,
-    read_frame,
-    write_frame,
 )
 from darwin.net.host import Host, HostConfig, open_host
 
@@ -63,8 +61,8 @@ async def _echo_until(stream, stop: trio.Event, progress: trio.MemorySendChannel
     count = 0
     while not stop.is_set():
         payload = b"honest %d" % count
-        await write_frame(stream, payload)
-        assert await read_frame(stream) == payload
+        await stream.write(payload)
+        assert await stream.read() == payload
         count += 1
         progress.send_nowait(count)
 
@@ -72,7 +70,7 @@ async def _echo_until(stream, stop: trio.Event, progress: trio.MemorySendChannel
 async def _attack_beside_an_honest_stream(attack, expected: type[FrameError]) -> FrameError:  # type: ignore[no-untyped-def]
     """Run ``attack(stream)`` on a second stream of the same connection as an honest one."""
     async with echo_server_and_client() as (server, client):
-        honest = await client.open_stream(server.host.peer_id, TEST_PROTOCOL)
+        honest = FramedStream(await client.open_stream(server.host.peer_id, TEST_PROTOCOL))
         stop = trio.Event()
         progress_in, progress = trio.open_memory_channel[int](math.inf)
         async with trio.open_nursery() as nursery:
@@ -96,7 +94,7 @@ async def test_oversize_frame_is_refused_and_the_stream_reset() -> None:
     async def attack(stream) -> None:  # type: ignore[no-untyped-def]
         await stream.write(encode_header(10 * 1024 * 1024) + b"x" * 1000)
         with pytest.raises(StreamClosed):
-            await read_frame(stream)
+            await FramedStream(stream).read()
 
     with trio.fail_after(20):
         outcome = await _attack_beside_an_honest_stream(attack, FrameTooLarge)
@@ -147,7 +145,7 @@ async def test_stalled_peer_hits_the_frame_deadline() -> None:
 async def test_peer_vanishing_mid_frame_does_not_disturb_other_peers() -> None:
     with trio.fail_after(20):
         async with echo_server_and_client() as (server, client):
-            honest = await client.open_stream(server.host.peer_id, TEST_PROTOCOL)
+            honest = FramedStream(await client.open_stream(server.host.peer_id, TEST_PROTOCOL))
             joining = HostConfig(bootstrap=(server.host.listen_addrs[0],))
             async with open_host(seed(9), joining) as vanishing:
                 doomed = await vanishing.open_stream(server.host.peer_id, TEST_PROTOCOL)
@@ -155,5 +153,5 @@ async def test_peer_vanishing_mid_frame_does_not_disturb_other_peers() -> None:
             # the whole host is gone, its connection closed mid-frame
             outcome = await server.outcomes.receive()
             assert isinstance(outcome, StreamClosed) and outcome.mid_frame
-            await write_frame(honest, b"still served")
-            assert await read_frame(honest) == b"still served"
+            await honest.write(b"still served")
+            assert await honest.read() == b"still served"

@@ -29,8 +29,8 @@ from node_support import (
 )
 
 from darwin.model.torch_wire import to_wire
-from darwin.net.framing import encode_header, write_frame
-from darwin.net.host import Host, Stream
+from darwin.net.framing import FramedStream, encode_header
+from darwin.net.host import Host
 from darwin.node.server import Node
 from darwin.node.serving.served_span import SessionCompute
 from darwin.protocol import (
@@ -51,7 +51,7 @@ Attack = Callable[[Host, Node], Awaitable[None]]
 SESSION = SessionId(new_session_id())
 
 
-async def _open(client: Host, node: Node, **changes: object) -> Stream:
+async def _open(client: Host, node: Node, **changes: object) -> FramedStream:
     """A stream on which an open with ``changes`` was sent (not yet answered)."""
     fields: dict[str, object] = dict(
         session_id=SESSION,
@@ -67,7 +67,7 @@ async def _open(client: Host, node: Node, **changes: object) -> Stream:
     return stream
 
 
-async def _opened(client: Host, node: Node, **changes: object) -> Stream:
+async def _opened(client: Host, node: Node, **changes: object) -> FramedStream:
     stream = await _open(client, node, **changes)
     await receive(stream)  # session_opened
     return stream
@@ -172,36 +172,36 @@ async def batch_change(client: Host, node: Node) -> None:
 
 async def garbage_frame(client: Host, node: Node) -> None:
     stream = await _opened(client, node)
-    await write_frame(stream, b"\xde\xad\xbe\xef" * 16)
+    await stream.write(b"\xde\xad\xbe\xef" * 16)
     await expect_error(stream, ErrorCode.BAD_REQUEST)
     await expect_end(stream)
 
 
 async def garbage_bytes(client: Host, node: Node) -> None:
-    stream = await open_forward(client, node)
-    await stream.write(b"\xde\xad\xbe\xef" * 64)  # the "header" announces 3.7 GB
-    await expect_error(stream, ErrorCode.BAD_REQUEST)
-    await expect_end(stream)
+    framed = await open_forward(client, node)
+    await framed.stream.write(b"\xde\xad\xbe\xef" * 64)  # the "header" announces 3.7 GB
+    await expect_error(framed, ErrorCode.BAD_REQUEST)
+    await expect_end(framed)
 
 
 async def oversized_frame(client: Host, node: Node) -> None:
-    stream = await _opened(client, node)
-    await stream.write(encode_header(QUICK_FORWARD.max_frame_size + 1) + b"x" * 1000)
-    await expect_error(stream, ErrorCode.BAD_REQUEST)
-    await expect_end(stream)
+    framed = await _opened(client, node)
+    await framed.stream.write(encode_header(QUICK_FORWARD.max_frame_size + 1) + b"x" * 1000)
+    await expect_error(framed, ErrorCode.BAD_REQUEST)
+    await expect_end(framed)
 
 
 async def half_open(client: Host, node: Node) -> None:
-    stream = await _opened(client, node)
-    await stream.write(encode_header(100) + b"0123456789")
-    await stream.close()  # end of stream inside the frame
-    await expect_end(stream)
+    framed = await _opened(client, node)
+    await framed.stream.write(encode_header(100) + b"0123456789")
+    await framed.close()  # end of stream inside the frame
+    await expect_end(framed)
 
 
 async def stalled_frame(client: Host, node: Node) -> None:
-    stream = await _opened(client, node)
-    await stream.write(encode_header(100) + b"0123456789")  # ...and nothing more
-    await expect_end(stream)  # after the frame deadline
+    framed = await _opened(client, node)
+    await framed.stream.write(encode_header(100) + b"0123456789")  # ...and nothing more
+    await expect_end(framed)  # after the frame deadline
 
 
 async def reset_mid_session(client: Host, node: Node) -> None:

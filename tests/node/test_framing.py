@@ -1,4 +1,4 @@
-"""Framing: the codec, exact reads, limits checked before the body, EOF, deadlines."""
+"""Framing: the codec, read-ahead, limits checked before the body, EOF, deadlines."""
 
 from __future__ import annotations
 
@@ -20,9 +20,15 @@ from darwin.net.framing import (
     TransportError,
     decode_header,
     encode_header,
-    read_frame,
-    write_frame,
 )
+
+
+def framed(stream: object, max_size: int = 1 << 21, *, timeout: float | None = None,
+           idle_timeout: float | None = None) -> FramedStream:
+    """``stream`` under one reader limit and the two read clocks."""
+    config = FrameConfig(max_frame_size=max_size, frame_timeout=timeout,
+                         idle_timeout=idle_timeout)
+    return FramedStream(stream, config)  # type: ignore[arg-type]
 
 
 def test_header_is_four_big_endian_bytes() -> None:
@@ -53,41 +59,34 @@ async def test_round_trip_over_a_byte_stream(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(write_frame, MemoryByteStream(left), payload)
-            assert await read_frame(MemoryByteStream(right), 1 << 21) == payload
+            nursery.start_soon(framed(MemoryByteStream(left)).write, payload)
+            assert await framed(MemoryByteStream(right)).read() == payload
 
 
 async def test_short_reads_are_reassembled() -> None:
     stream = FakeStream(max_chunk=1)  # every read returns a single byte
     stream.feed(encode_header(5) + b"hello" + encode_header(2) + b"ok")
+    reader = framed(stream)
     with trio.fail_after(5):
-        assert await read_frame(stream) == b"hello"
-        assert await read_frame(stream) == b"ok"
+        assert await reader.read() == b"hello"
+        assert await reader.read() == b"ok"
     assert stream.consumed == 2 * HEADER_SIZE + 7
 
 
-async def test_reads_never_take_bytes_of_the_next_frame() -> None:
+async def test_oversize_is_refused_without_waiting_for_the_body() -> None:
     stream = FakeStream()
-    stream.feed(encode_header(3) + b"abc" + encode_header(1) + b"z")
-    with trio.fail_after(5):
-        assert await read_frame(stream) == b"abc"
-    assert stream.consumed == HEADER_SIZE + 3
-
-
-async def test_oversize_is_refused_before_the_body_is_read() -> None:
-    stream = FakeStream()
-    stream.feed(encode_header(1000) + b"b" * 1000)
+    stream.feed(encode_header(1000) + b"b" * 10)  # the other 990 bytes never come
     with trio.fail_after(5), pytest.raises(FrameTooLarge) as info:
-        await read_frame(stream, max_size=999)
+        await framed(stream, 999).read()
     assert info.value.size == 1000
-    assert stream.consumed == HEADER_SIZE  # not one byte of the body
+    assert stream.reads == 1  # the header's read, nothing asked for the body
 
 
 async def test_oversize_header_arriving_in_pieces_is_still_refused_first() -> None:
     stream = FakeStream(max_chunk=1)
     stream.feed(b"\xff\xff\xff\xff" + b"garbage")
     with trio.fail_after(5), pytest.raises(FrameTooLarge):
-        await read_frame(stream, max_size=1 << 20)
+        await framed(stream, 1 << 20).read()
     assert stream.consumed == HEADER_SIZE
 
 
@@ -95,7 +94,7 @@ async def test_clean_eof_between_frames() -> None:
     stream = FakeStream()
     stream.feed_eof()
     with trio.fail_after(5), pytest.raises(StreamClosed) as info:
-        await read_frame(stream)
+        await framed(stream).read()
     assert info.value.received == 0
     assert not info.value.mid_frame
     assert not info.value.reset
@@ -111,7 +110,7 @@ async def test_eof_inside_a_frame(data: bytes, received: int) -> None:
     stream.feed(data)
     stream.feed_eof()
     with trio.fail_after(5), pytest.raises(StreamClosed) as info:
-        await read_frame(stream)
+        await framed(stream).read()
     assert info.value.mid_frame
     assert info.value.received == received
 
@@ -125,7 +124,7 @@ async def test_libp2p_read_errors_become_stream_closed(error: Exception, reset: 
     stream.feed(encode_header(4) + b"ab")
     stream.feed_error(error)
     with trio.fail_after(5), pytest.raises(StreamClosed) as info:
-        await read_frame(stream)
+        await framed(stream).read()
     assert info.value.reset is reset
     assert info.value.received == HEADER_SIZE + 2
     assert info.value.__cause__ is error
@@ -136,7 +135,7 @@ async def test_idle_timeout_bounds_the_wait_for_a_frame(autojump_clock: object) 
         stream = FakeStream()
         start = trio.current_time()
         with pytest.raises(FrameTimeout) as info:
-            await read_frame(stream, idle_timeout=30, timeout=1)
+            await framed(stream, idle_timeout=30, timeout=1).read()
         assert trio.current_time() - start == pytest.approx(30)
         assert info.value.received == 0
 
@@ -153,7 +152,7 @@ async def test_frame_timeout_starts_at_the_first_byte(autojump_clock: object) ->
             nursery.start_soon(trickle)
             start = trio.current_time()
             with pytest.raises(FrameTimeout) as info:
-                await read_frame(stream, timeout=5)
+                await framed(stream, timeout=5).read()
         assert trio.current_time() - start == pytest.approx(105)
         assert info.value.received == HEADER_SIZE + 4
 
@@ -169,22 +168,22 @@ async def test_slow_but_timely_frames_pass(autojump_clock: object) -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drip)
-            assert await read_frame(stream, timeout=5) == b"abc"
+            assert await framed(stream, timeout=5).read() == b"abc"
 
 
-async def test_write_frame_refuses_oversize_without_sending() -> None:
+async def test_writes_refuse_oversize_without_sending() -> None:
     with trio.fail_after(5):
         stream = FakeStream()
         with pytest.raises(FrameTooLarge):
-            await write_frame(stream, b"x" * 11, max_size=10)
+            await framed(stream, 10).write(b"x" * 11)
         assert stream.written == b""
 
 
 @pytest.mark.parametrize("payload", [b"abc", bytearray(b"abc"), memoryview(b"xabcx")[1:4]])
-async def test_write_frame_accepts_buffers(payload: bytes | bytearray | memoryview) -> None:
+async def test_writes_accept_buffers(payload: bytes | bytearray | memoryview) -> None:
     with trio.fail_after(5):
         stream = FakeStream()
-        await write_frame(stream, payload)
+        await framed(stream).write(payload)
         assert stream.written == encode_header(3) + b"abc"
 
 
@@ -192,7 +191,7 @@ async def test_big_frames_are_written_without_copying_into_one_buffer() -> None:
     with trio.fail_after(5):
         stream = FakeStream()
         payload = b"p" * (1 << 20)
-        await write_frame(stream, payload)
+        await framed(stream).write(payload)
         assert stream.written == encode_header(1 << 20) + payload
 
 
@@ -201,7 +200,7 @@ async def test_write_errors_become_stream_closed() -> None:
         stream = FakeStream()
         stream.write_error = StreamReset()
         with pytest.raises(StreamClosed) as info:
-            await write_frame(stream, b"abc")
+            await framed(stream).write(b"abc")
         assert info.value.reset
 
 
@@ -210,7 +209,7 @@ async def test_write_timeout(autojump_clock: object) -> None:
         stream = FakeStream()
         stream.write_blocks = True  # a peer that never opens its window
         with pytest.raises(FrameTimeout):
-            await write_frame(stream, b"abc", timeout=2)
+            await FramedStream(stream, FrameConfig(write_timeout=2)).write(b"abc")
 
 
 async def test_framed_stream_applies_its_config() -> None:
@@ -258,6 +257,19 @@ async def test_framed_stream_reads_big_bodies_exactly() -> None:
         assert await framed.read() == b"z"
 
 
+async def test_the_write_limit_may_be_the_peers() -> None:
+    stream = FakeStream()
+    asymmetric = FramedStream(stream, FrameConfig(max_frame_size=4, max_write_size=8))
+    await asymmetric.write(b"12345678")
+    with pytest.raises(FrameTooLarge):
+        await asymmetric.write(b"123456789")
+    stream.feed(bytes(stream.written))
+    with trio.fail_after(5), pytest.raises(FrameTooLarge):
+        await asymmetric.read()
+
+
 def test_frame_config_validates() -> None:
     with pytest.raises(ValueError):
         FrameConfig(max_frame_size=MAX_ENCODABLE_SIZE + 1)
+    with pytest.raises(ValueError):
+        FrameConfig(max_write_size=-1)

@@ -42,7 +42,7 @@ from darwin.ledger import (
 )
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.model import Checkpoint
-from darwin.net.framing import read_frame, write_frame
+from darwin.net.framing import FrameConfig, FramedStream
 from darwin.net.host import Host, Stream
 from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import FraudProof, Identity, ModelId, Verdict
@@ -199,8 +199,9 @@ async def test_nothing_a_hostile_holder_sends_is_appended(
     served: dict[bytes, bytes] = {}  # hash asked for -> the bytes the liar sends
 
     async def liar(stream: Stream) -> None:
-        request = ProofRequest.from_wire(await read_frame(stream, 128))
-        await write_frame(stream, ProofAnswer(served[request.proof_hash]).to_wire(), 4 << 20)
+        framed = FramedStream(stream, FrameConfig(max_frame_size=128, max_write_size=4 << 20))
+        request = ProofRequest.from_wire(await framed.read())
+        await framed.write(ProofAnswer(served[request.proof_hash]).to_wire())
 
     cases = [  # (what the notice names, what is sent, the outcome)
         (genuine, b"other bytes", NoticeOutcome.UNAVAILABLE),  # hash does not match

@@ -30,7 +30,7 @@ from darwin.ledger import (
     Success,
     Verdict,
 )
-from darwin.net.framing import FramedStream, read_frame, write_frame
+from darwin.net.framing import FramedStream
 from darwin.net.host import Host, Stream
 from darwin.net.protocols import LEDGER_SYNC_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame, Identity, RemoteProtocolError
@@ -189,8 +189,9 @@ async def test_the_responder_refuses_bad_requests_and_floods(tmp_path: Path) -> 
             responder.set_stream_handler(LEDGER_SYNC_PROTOCOL, handler)
 
             stream = await asker.open_stream(responder.peer_id, LEDGER_SYNC_PROTOCOL)
-            await write_frame(stream, b"\x81\xa1v\x07")  # not a request
-            answer = SyncPage.from_wire(await read_frame(stream, 1 << 20))
+            framed = FramedStream(stream)
+            await framed.write(b"\x81\xa1v\x07")  # not a request
+            answer = SyncPage.from_wire(await framed.read())
             assert isinstance(answer, ErrorFrame) and answer.code is ErrorCode.BAD_REQUEST
 
             await catch_up(asker, responder.peer_id, ours)  # the one request allowed

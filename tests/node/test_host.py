@@ -7,7 +7,7 @@ import trio
 from nacl.signing import SigningKey
 from transport_support import TEST_PROTOCOL, seed, swarm
 
-from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.framing import FramedStream, StreamClosed
 from darwin.net.host import (
     BootstrapError,
     DialError,
@@ -25,9 +25,10 @@ QUICK = {"dial_timeout": 3.0, "dht_timeout": 3.0}
 
 async def _echo(stream) -> None:  # type: ignore[no-untyped-def]
     """Echo frames until the client ends the stream."""
+    framed = FramedStream(stream)
     try:
         while True:
-            await write_frame(stream, await read_frame(stream, 1 << 20))
+            await framed.write(await framed.read())
     except StreamClosed:
         pass
 
@@ -93,10 +94,10 @@ async def test_two_hosts_exchange_frames_after_bootstrap() -> None:
                 await _echo(stream)
 
             server.set_stream_handler(TEST_PROTOCOL, handler)
-            stream = await client.open_stream(server.peer_id, TEST_PROTOCOL)
+            stream = FramedStream(await client.open_stream(server.peer_id, TEST_PROTOCOL))
             for payload in (b"", b"step-0", bytes(4096), bytes(range(256)) * 4096):
-                await write_frame(stream, payload, 1 << 20)
-                assert await read_frame(stream, 1 << 20) == payload
+                await stream.write(payload)
+                assert await stream.read() == payload
             await stream.close()
             assert seen == [client.peer_id]
 
@@ -111,9 +112,10 @@ async def test_three_hosts_find_and_reach_each_other_through_the_dht() -> None:
             [found] = await seeker.find_providers(key, timeout=5)
             assert found.peer_id == provider.peer_id
             assert found.addrs and all(a.startswith("/ip4/127.0.0.1/tcp/") for a in found.addrs)
-            stream = await seeker.open_stream(found.peer_id, TEST_PROTOCOL, addrs=found.addrs)
-            await write_frame(stream, b"hello provider")
-            assert await read_frame(stream) == b"hello provider"
+            opened = await seeker.open_stream(found.peer_id, TEST_PROTOCOL, addrs=found.addrs)
+            stream = FramedStream(opened)
+            await stream.write(b"hello provider")
+            assert await stream.read() == b"hello provider"
             await stream.close()
             assert await seeker.find_providers(block_provider_key("model-a", 6), timeout=5) == []
             del boot
@@ -200,22 +202,22 @@ async def test_a_failing_handler_resets_its_stream_and_nothing_else() -> None:
         async with swarm(2, **QUICK) as (server, client):
 
             async def buggy(stream) -> None:  # type: ignore[no-untyped-def]
-                await read_frame(stream)
+                await FramedStream(stream).read()
                 raise RuntimeError("handler bug")
 
             server.set_stream_handler("/darwin/buggy/1", buggy)
             server.set_stream_handler(TEST_PROTOCOL, _echo)
-            honest = await client.open_stream(server.peer_id, TEST_PROTOCOL)
-            bad = await client.open_stream(server.peer_id, "/darwin/buggy/1")
-            await write_frame(bad, b"boom")
+            honest = FramedStream(await client.open_stream(server.peer_id, TEST_PROTOCOL))
+            bad = FramedStream(await client.open_stream(server.peer_id, "/darwin/buggy/1"))
+            await bad.write(b"boom")
             with pytest.raises(StreamClosed):  # reset (yamux may report it as a plain end)
-                await read_frame(bad)
+                await bad.read()
             for i in range(3):
-                await write_frame(honest, b"still here %d" % i)
-                assert await read_frame(honest) == b"still here %d" % i
-            again = await client.open_stream(server.peer_id, TEST_PROTOCOL)
-            await write_frame(again, b"new stream")
-            assert await read_frame(again) == b"new stream"
+                await honest.write(b"still here %d" % i)
+                assert await honest.read() == b"still here %d" % i
+            again = FramedStream(await client.open_stream(server.peer_id, TEST_PROTOCOL))
+            await again.write(b"new stream")
+            assert await again.read() == b"new stream"
 
 
 async def test_body_exceptions_leave_open_host_unwrapped() -> None:
@@ -237,8 +239,8 @@ async def test_shutdown_is_bounded_with_busy_handlers_and_open_streams() -> None
 
         async with swarm(2, **QUICK) as (server, client):
             server.set_stream_handler(TEST_PROTOCOL, stuck)
-            stream = await client.open_stream(server.peer_id, TEST_PROTOCOL)
-            await write_frame(stream, b"x")
+            stream = FramedStream(await client.open_stream(server.peer_id, TEST_PROTOCOL))
+            await stream.write(b"x")
             await handler_started.wait()
             closing_started = trio.current_time()
         assert trio.current_time() - closing_started < 5
@@ -259,9 +261,9 @@ async def test_no_task_outlives_the_hosts() -> None:
     with trio.fail_after(15):
         async with swarm(3, **QUICK) as hosts:
             hosts[0].set_stream_handler(TEST_PROTOCOL, _echo)
-            stream = await hosts[2].open_stream(hosts[0].peer_id, TEST_PROTOCOL)
-            await write_frame(stream, b"x")
-            assert await read_frame(stream) == b"x"
+            stream = FramedStream(await hosts[2].open_stream(hosts[0].peer_id, TEST_PROTOCOL))
+            await stream.write(b"x")
+            assert await stream.read() == b"x"
             await hosts[1].provide(block_provider_key("model-e", 0))
             assert len(_all_tasks()) > len(before)
     assert _all_tasks() == before  # listeners (system tasks) included
@@ -273,8 +275,8 @@ async def test_client_sees_the_stream_end_when_the_server_shuts_down() -> None:
             async with open_host(seed(2), HostConfig(**QUICK)) as server:
                 server.set_stream_handler(TEST_PROTOCOL, _echo)
                 await client.connect(server.listen_addrs[0])
-                stream = await client.open_stream(server.peer_id, TEST_PROTOCOL)
-                await write_frame(stream, b"before")
-                assert await read_frame(stream) == b"before"
+                stream = FramedStream(await client.open_stream(server.peer_id, TEST_PROTOCOL))
+                await stream.write(b"before")
+                assert await stream.read() == b"before"
             with pytest.raises(StreamClosed):
-                await read_frame(stream)
+                await stream.read()

@@ -17,6 +17,7 @@ import trio
 from node_support import (
     QUICK_HOST,
     HonestSession,
+    client_frames,
     expect_end,
     expect_error,
     hidden_states,
@@ -29,7 +30,7 @@ from node_support import (
 
 from darwin.ledger import EntryKind, Ledger
 from darwin.model import Checkpoint
-from darwin.net.framing import read_frame, write_frame
+from darwin.net.framing import FrameConfig, FramedStream
 from darwin.net.host import HostConfig
 from darwin.net.protocols import CHALLENGE_PROTOCOL, VERIFY_PROTOCOL, verifier_key
 from darwin.node.config import Cheat, VerifyConfig
@@ -50,6 +51,10 @@ from darwin.verifier import Verifier
 
 __all__ = ["one_torch_thread"]
 
+# Challenges, reveals and verify answers: up to CHALLENGE_LIMITS, each read within 30 s.
+CHALLENGE_FRAMES = FrameConfig(max_frame_size=CHALLENGE_LIMITS.max_message_bytes,
+                               frame_timeout=30)
+
 
 async def _served_receipts(session: HonestSession, steps: int = 3) -> list[Receipt]:
     receipts = []
@@ -66,9 +71,9 @@ async def _served_receipts(session: HonestSession, steps: int = 3) -> list[Recei
 
 async def _challenge(client, node, challenge: Challenge) -> Reveal:  # type: ignore[no-untyped-def]
     stream = await client.open_stream(node.peer_id, CHALLENGE_PROTOCOL, addrs=[node.listen_addr])
-    await write_frame(stream, challenge.to_wire(), CHALLENGE_LIMITS.max_message_bytes)
-    answer = decode_answer(await read_frame(stream, CHALLENGE_LIMITS.max_message_bytes,
-                                            timeout=10))
+    framed = FramedStream(stream, CHALLENGE_FRAMES)
+    await framed.write(challenge.to_wire())
+    answer = decode_answer(await framed.read())
     assert isinstance(answer, Reveal), answer
     return answer
 
@@ -101,11 +106,11 @@ async def test_challenges_the_node_cannot_answer_get_error_frames(
             receipts = await _served_receipts(session, steps=2)
             await session.close()
             node.served.store.close()  # type: ignore[union-attr]  # as if evicted
-            stream = await client.open_stream(node.peer_id, CHALLENGE_PROTOCOL)
-            await write_frame(stream, Challenge((receipts[0],), 0, 0).to_wire())
+            stream = client_frames(await client.open_stream(node.peer_id, CHALLENGE_PROTOCOL))
+            await stream.write(Challenge((receipts[0],), 0, 0).to_wire())
             await expect_error(stream, ErrorCode.UNKNOWN_SESSION)
-            stream = await client.open_stream(node.peer_id, CHALLENGE_PROTOCOL)
-            await write_frame(stream, b"\x93\x01\x02\x03")
+            stream = client_frames(await client.open_stream(node.peer_id, CHALLENGE_PROTOCOL))
+            await stream.write(b"\x93\x01\x02\x03")
             await expect_error(stream, ErrorCode.BAD_REQUEST)
             await expect_end(stream)
 
@@ -127,11 +132,11 @@ async def test_a_verifier_node_challenges_judges_and_records(
                 assert [p.peer_id for p in found] == [verifier.peer_id]
                 stream = await client.open_stream(verifier.peer_id, VERIFY_PROTOCOL,
                                                   addrs=[verifier.listen_addr])
+                framed = FramedStream(stream, CHALLENGE_FRAMES)
                 request = VerifyRequest(node.model_id, node.identity.peer_id,
                                         (node.listen_addr,), tuple(receipts))
-                await write_frame(stream, request.to_wire())
-                answer = VerifyAnswer.from_wire(await read_frame(
-                    stream, CHALLENGE_LIMITS.max_message_bytes, timeout=30))
+                await framed.write(request.to_wire())
+                answer = VerifyAnswer.from_wire(await framed.read())
                 body = answer.verdict.body
                 answer.verdict.verify()
                 assert body.outcome is Outcome.PASS, body.reason

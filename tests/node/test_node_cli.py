@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from node_support import QUICK_HOST, expect_end, receive, send
+from node_support import QUICK_HOST, client_frames, expect_end, receive, send
 from transport_support import seed
 
 from darwin.net.host import HostConfig, open_host
@@ -61,7 +61,7 @@ async def test_join_prints_listening_serves_and_exits_cleanly_on_sigterm(
         with trio.fail_after(20):
             joined = HostConfig(bootstrap=(addr,), dht_server=False, **QUICK_HOST)  # type: ignore[arg-type]
             async with open_host(seed(97), joined) as client:
-                stream = await client.open_stream(peer_id, INFO_PROTOCOL)
+                stream = client_frames(await client.open_stream(peer_id, INFO_PROTOCOL))
                 await send(stream, InfoRequest())
                 info = await receive(stream)
                 await expect_end(stream)

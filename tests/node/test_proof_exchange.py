@@ -17,7 +17,7 @@ from darwin.gossip.proof_exchange import (
     fetch_proof,
 )
 from darwin.gossip.proof_store import ProofStore
-from darwin.net.framing import FrameTooLarge, read_frame, write_frame
+from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge
 from darwin.net.host import Host, Stream
 from darwin.net.protocols import PROOF_PROTOCOL
 from darwin.protocol import ErrorCode, ErrorFrame
@@ -40,8 +40,9 @@ async def holder_and_asker(tmp_path: Path,
 
 async def ask_raw(asker: Host, holder: Host, frame: bytes) -> ProofAnswer | ErrorFrame:
     stream = await asker.open_stream(holder.peer_id, PROOF_PROTOCOL)
-    await write_frame(stream, frame)
-    return decode_proof_answer(await read_frame(stream, 1 << 20, timeout=5), 4096)
+    framed = FramedStream(stream, FrameConfig(max_frame_size=1 << 20, frame_timeout=5))
+    await framed.write(frame)
+    return decode_proof_answer(await framed.read(), 4096)
 
 
 async def test_a_held_proof_is_fetched_by_its_hash(tmp_path: Path) -> None:
@@ -75,10 +76,11 @@ async def test_an_answer_that_is_not_the_proof_asked_for_is_refused(tmp_path: Pa
     answers: list[bytes] = []
 
     async def liar(stream: Stream) -> None:
-        ProofRequest.from_wire(await read_frame(stream, 128))
+        framed = FramedStream(stream, FrameConfig(max_frame_size=128, max_write_size=1 << 20))
+        ProofRequest.from_wire(await framed.read())
         frame = answers.pop(0)
         if frame:
-            await write_frame(stream, frame, 1 << 20)
+            await framed.write(frame)
         else:
             await trio.sleep_forever()  # never answers
 
@@ -86,7 +88,7 @@ async def test_an_answer_that_is_not_the_proof_asked_for_is_refused(tmp_path: Pa
     cases = [
         (ProofAnswer(PROOF + b"!").to_wire(), ProofFetchError, "do not hash"),
         (ProofAnswer(b"x" * 5000).to_wire(), FrameTooLarge, "exceeds the limit"),
-        (b"\x92\x01\x02", ProofFetchError, "bad proof answer"),
+        (b"\x92\x01\x02", ProofFetchError, "bad answer to proof fetch"),
         (b"", ProofFetchError, "timed out"),
     ]
     quick = ProofExchangeConfig(max_proof_bytes=4096, timeout=1.0)

@@ -17,6 +17,7 @@ import trio
 from node_support import (
     QUICK_FORWARD,
     QUICK_HOST,
+    client_frames,
     expect_end,
     expect_error,
     hidden_states,
@@ -31,7 +32,7 @@ from transport_support import seed
 
 from darwin.model import Checkpoint, SpanRunner
 from darwin.model.torch_wire import digest, from_wire, to_wire
-from darwin.net.framing import StreamClosed, read_frame, write_frame
+from darwin.net.framing import FramedStream, StreamClosed
 from darwin.net.host import Host, HostConfig, Stream, open_host
 from darwin.net.protocols import PUSH_PROTOCOL
 from darwin.node.server import Node
@@ -73,7 +74,7 @@ class PreviousHop:
         return StepResult(done.receipt.body.step, to_wire(done.output), done.receipt)
 
 
-async def _open_pushed(client: Host, node: Node) -> Stream:
+async def _open_pushed(client: Host, node: Node) -> FramedStream:
     """A session on blocks [2, 4) whose inputs the client's host pushes."""
     stream = await open_forward(client, node)
     await send(stream, OpenSession(SESSION, node.model_id, None, 2, 4, 16,
@@ -82,8 +83,9 @@ async def _open_pushed(client: Host, node: Node) -> Stream:
     return stream
 
 
-async def _push_stream(host: Host, node: Node) -> Stream:
-    return await host.open_stream(node.peer_id, PUSH_PROTOCOL, addrs=[node.listen_addr])
+async def _push_stream(host: Host, node: Node) -> FramedStream:
+    return client_frames(await host.open_stream(node.peer_id, PUSH_PROTOCOL,
+                                                addrs=[node.listen_addr]))
 
 
 async def test_a_pushed_session_runs_on_the_previous_hops_output_and_commits_to_it(
@@ -121,9 +123,10 @@ async def test_a_node_pushes_each_result_to_the_next_hop_and_answers_with_its_re
         pushed_frames, received = trio.open_memory_channel[bytes | None](8)
 
         async def next_hop(push: Stream) -> None:  # the client's host plays the next hop
+            framed = client_frames(push)
             try:
                 while True:
-                    pushed_frames.send_nowait(await read_frame(push, 1 << 22, timeout=10))
+                    pushed_frames.send_nowait(await framed.read())
             except StreamClosed:
                 pushed_frames.send_nowait(None)
 
@@ -163,31 +166,31 @@ async def test_a_next_hop_that_cannot_be_reached_refuses_the_open(
 
 # -- pushes the node refuses ------------------------------------------------------------------
 
-Push = Callable[[Host, Node, Stream], Awaitable[None]]
+Push = Callable[[Host, Node, FramedStream], Awaitable[None]]
 
 
-async def signed_by_another_key(client: Host, node: Node, push: Stream) -> None:
+async def signed_by_another_key(client: Host, node: Node, push: FramedStream) -> None:
     await send(push, PreviousHop(node, Identity.from_seed(seed(98))).result(hidden_states(5, 0)))
 
 
-async def with_a_forged_signature(client: Host, node: Node, push: Stream) -> None:
+async def with_a_forged_signature(client: Host, node: Node, push: FramedStream) -> None:
     pushed = PreviousHop(node, Identity.from_seed(seed(CLIENT_SEED))).result(hidden_states(5, 0))
     forged = dataclasses.replace(pushed.receipt, signature=bytes(64))
     await send(push, dataclasses.replace(pushed, receipt=forged))
 
 
-async def of_another_step(client: Host, node: Node, push: Stream) -> None:
+async def of_another_step(client: Host, node: Node, push: FramedStream) -> None:
     previous = PreviousHop(node, Identity.from_seed(seed(CLIENT_SEED)))
     previous.step = 1
     await send(push, previous.result(hidden_states(5, 0)))
 
 
-async def not_a_step_result(client: Host, node: Node, push: Stream) -> None:
+async def not_a_step_result(client: Host, node: Node, push: FramedStream) -> None:
     await send(push, CloseSession(SESSION))
 
 
-async def garbage(client: Host, node: Node, push: Stream) -> None:
-    await write_frame(push, b"\xde\xad\xbe\xef" * 16)
+async def garbage(client: Host, node: Node, push: FramedStream) -> None:
+    await push.write(b"\xde\xad\xbe\xef" * 16)
 
 
 @pytest.mark.parametrize("bad_push", [signed_by_another_key, with_a_forged_signature,

@@ -10,6 +10,7 @@ import trio
 from node_support import (
     QUICK_HOST,
     HonestSession,
+    client_frames,
     expect_end,
     expect_error,
     node_and_client,
@@ -21,7 +22,6 @@ from node_support import (
 
 import darwin
 from darwin.home import IDENTITY_FILE, load_or_create_identity
-from darwin.net.framing import write_frame
 from darwin.net.host import HostConfig
 from darwin.net.protocols import INFO_PROTOCOL, block_provider_key
 from darwin.node.server import StartupError, start_node
@@ -36,7 +36,7 @@ async def test_info_answers_what_the_node_serves_and_its_load(
     with trio.fail_after(30):
         async with node_and_client(node_config(tiny_llama, tmp_path)) as (node, client):
             session = await HonestSession.open(client, node)
-            stream = await client.open_stream(node.peer_id, INFO_PROTOCOL)
+            stream = client_frames(await client.open_stream(node.peer_id, INFO_PROTOCOL))
             await send(stream, InfoRequest())
             info = await receive(stream)
             await expect_end(stream)
@@ -57,8 +57,8 @@ async def test_info_refuses_anything_but_a_request(tiny_llama: Path, tmp_path: P
     with trio.fail_after(30):
         async with node_and_client(node_config(tiny_llama, tmp_path)) as (node, client):
             for garbage in (b"\x93\x01\x02\x03", b"x" * 10_000):
-                stream = await client.open_stream(node.peer_id, INFO_PROTOCOL)
-                await write_frame(stream, garbage)
+                stream = client_frames(await client.open_stream(node.peer_id, INFO_PROTOCOL))
+                await stream.write(garbage)
                 await expect_error(stream, ErrorCode.BAD_REQUEST)
                 await expect_end(stream)
 

@@ -9,8 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_challenge import HOP, MODEL, NODE, verdict_for
 
-from darwin.protocol import FraudProof, LocalProtocolError, Outcome, PeerId, RemoteProtocolError
-from darwin.protocol.verify_request import VerifyAnswer, VerifyRequest
+from darwin.protocol import (
+    ErrorCode,
+    ErrorFrame,
+    FraudProof,
+    LocalProtocolError,
+    Outcome,
+    PeerId,
+    RemoteProtocolError,
+)
+from darwin.protocol.verify_request import VerifyAnswer, VerifyRequest, decode_verify_answer
 
 
 def _request() -> VerifyRequest:
@@ -41,6 +49,16 @@ def test_an_answer_carries_a_proof_exactly_when_it_fails() -> None:
         VerifyAnswer(verdict_for(challenge, Outcome.PASS), proof)
 
 
+def test_the_answer_to_a_request_is_a_verdict_or_an_error_frame() -> None:
+    passed = VerifyAnswer(verdict_for(HOP.challenge(2, 3), Outcome.PASS), None)
+    assert decode_verify_answer(passed.to_wire()) == passed
+    refusal = ErrorFrame(ErrorCode.BAD_REQUEST, "another model")
+    assert decode_verify_answer(refusal.to_wire()) == refusal
+    for other in (_request().to_wire(), b"\xc1"):
+        with pytest.raises(RemoteProtocolError):
+            decode_verify_answer(other)
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=256), st.integers(min_value=0), st.integers(0, 255))
 def test_random_or_corrupted_bytes_raise_only_remote_protocol_errors(
@@ -48,7 +66,7 @@ def test_random_or_corrupted_bytes_raise_only_remote_protocol_errors(
     valid = _request().to_wire()
     corrupted = bytearray(valid)
     corrupted[index % len(valid)] = value
-    for decode in (VerifyRequest.from_wire, VerifyAnswer.from_wire):
+    for decode in (VerifyRequest.from_wire, VerifyAnswer.from_wire, decode_verify_answer):
         for candidate in (data, bytes(corrupted)):
             with contextlib.suppress(RemoteProtocolError):
                 decode(candidate)
