@@ -83,19 +83,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _ledger_verify(args: argparse.Namespace) -> int:
-    from darwin.ledger.cli import verify_command
+    from darwin.client.ledger_commands import verify_command
 
     return verify_command(Path(args.home).expanduser(), json=args.json)
 
 
 def _ledger_export(args: argparse.Namespace) -> int:
-    from darwin.ledger.cli import export_command
+    from darwin.client.ledger_commands import export_command
 
     return export_command(Path(args.home).expanduser(), Path(args.out) if args.out else None)
 
 
 def _reputation(args: argparse.Namespace) -> int:
-    from darwin.ledger.cli import reputation_command
+    from darwin.client.ledger_commands import reputation_command
 
     return reputation_command(Path(args.home).expanduser(), json=args.json)
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, frozenset[str]] = {
     "protocol": frozenset(),
     "model": frozenset({"protocol"}),
-    "ledger": frozenset({"protocol", "home"}),
+    "ledger": frozenset({"protocol"}),
     "verifier": frozenset({"protocol", "model"}),
     "net": frozenset({"protocol"}),
     "home": frozenset({"protocol"}),

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from ledger_support import OTHER, OWNER, PEER, T0, TRIGGERS
 
-from darwin.home import IDENTITY_FILE, save_identity
-from darwin.ledger.cli import (
+from darwin.client.ledger_commands import (
     export_command,
     ledger_path,
     reputation_command,
     verify_command,
 )
+from darwin.home import IDENTITY_FILE, save_identity
 
 
 @pytest.fixture

@@ -25,14 +25,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from darwin.home import IDENTITY_FILE, LEDGER_FILE, load_identity
+from darwin.ledger.errors import LedgerError
+from darwin.ledger.record import Entry
+from darwin.ledger.reputation import DEFAULT_PARAMS, ReputationParams, reputation, verification_rate
+from darwin.ledger.rows import read_entries
+from darwin.ledger.store import wall_clock_ms
+from darwin.ledger.verify import VerifyReport, verify_ledger
 from darwin.protocol import PeerId, ProtocolError
-
-from .errors import LedgerError
-from .record import Entry
-from .reputation import DEFAULT_PARAMS, ReputationParams, reputation, verification_rate
-from .rows import read_entries
-from .store import wall_clock_ms
-from .verify import VerifyReport, verify_ledger
 
 __all__ = ["export_command", "ledger_path", "reputation_command", "verify_command"]
 
