@@ -7,7 +7,8 @@ Rules (``specs/forward-protocol.md``):
   and decoded under the protocol's limits.
 - Whatever makes the hop unusable (dial failure, closed or reset stream, timeout, an error frame
   other than a refused step, a malformed or mismatched answer) raises `HopFailed`, and the
-  stream is reset: the caller routes around the node. An error frame refusing a step
+  stream is reset: the caller routes around the node. A malformed, mismatched or out-of-order
+  answer is the node's own fault: `HopViolation`. An error frame refusing a step
   (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
 - The hop tracks its own positions: a step starts where the previous one ended.
 - A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import trio
 
-from darwin.client.session import HopFailed, LinkFailed, StepRefused
+from darwin.client.session import HopFailed, HopViolation, LinkFailed, StepRefused
 from darwin.model.torch_wire import from_wire, to_wire
 from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Host
@@ -155,7 +156,7 @@ class RemoteHop:
                 reply.session_id, reply.span_start, reply.span_end) != (
                 terms.session_id, target.start, target.end):
             await hop._abort()
-            raise HopFailed(peer, f"answered open_session with an unexpected {reply.KIND}")
+            raise HopViolation(peer, f"answered open_session with an unexpected {reply.KIND}")
         if reply.max_length < terms.max_length:
             await hop._abort()
             raise HopFailed(peer, f"granted max_length {reply.max_length}, "
@@ -214,7 +215,8 @@ class RemoteHop:
         expected = StepReceipt if self.pushes else StepResult
         if not isinstance(reply, expected) or reply.step != step:
             await self._abort()
-            raise HopFailed(self.peer_id, f"answered step {step} with an unexpected {reply.KIND}")
+            raise HopViolation(self.peer_id,
+                               f"answered step {step} with an unexpected {reply.KIND}")
         self.position += like.shape[1]
         if isinstance(reply, StepReceipt):
             return None, reply.receipt
@@ -222,8 +224,8 @@ class RemoteHop:
         output = from_wire(reply.hidden)  # (batch, seq, hidden)
         if output.shape != like.shape or output.dtype != like.dtype:
             await self._abort()
-            raise HopFailed(self.peer_id, f"returned {output.dtype} {list(output.shape)} for "
-                                          f"{like.dtype} {list(like.shape)}")
+            raise HopViolation(self.peer_id, f"returned {output.dtype} {list(output.shape)} "
+                                             f"for {like.dtype} {list(like.shape)}")
         return output, reply.receipt
 
     async def aclose(self) -> None:
@@ -281,7 +283,8 @@ class RemoteHop:
         except TransportError as exc:
             reason = f"stream failed during {what}: {exc}"
         except RemoteProtocolError as exc:
-            reason = f"sent a malformed answer to {what}: {exc}"
+            await self._abort()
+            raise HopViolation(self.peer_id, f"sent a malformed answer to {what}: {exc}") from exc
         await self._abort()
         raise HopFailed(self.peer_id, reason)
 

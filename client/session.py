@@ -8,8 +8,10 @@ Rules (DESIGN.md, "The inference path"):
 - The checked receipts, in order, are the session's trace.
 - A hop that can no longer serve the session raises `HopFailed` (its node is gone, timed out,
   refused, or broke the protocol); a session with failover routes around it
-  (`darwin.client.failover`). `StepRefused` is the node saying *we* sent a bad step: routing
-  around it would not help, so it ends the session.
+  (`darwin.client.failover`). `HopViolation` is the case where the node broke the protocol,
+  which the network cannot cause: the client records it against the node. `StepRefused` is
+  the node saying *we* sent a bad step: routing around it would not help, so it ends the
+  session.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class HopFailed(Exception):
         super().__init__(f"{peer_id}: {reason}")
         self.peer_id = peer_id
         self.reason = reason
+
+
+class HopViolation(HopFailed):
+    """A hop broke the protocol: a receipt that does not check (bad signature, not what was
+    exchanged), a malformed, mismatched or out-of-order answer. Frames arrive on an
+    authenticated, integrity-checked stream, so this is the node's own doing (a bug or a lie),
+    never the network's; the client records it as a ``protocol_violation``
+    (``specs/ledger.md`` §7)."""
 
 
 class LinkFailed(HopFailed):
