@@ -197,7 +197,7 @@ async def _serve_node(config: NodeConfig, identity: Identity, checkpoint: Checkp
         served = ServedSpan(runner, identity, CommitConfig(mid, config.retention_s),
                             store, _answer_cheat(config.cheat))
         sessions = SessionTable(_session_limits(config, served))
-        _serve(host, config, served, sessions)
+        _serve(host, config, served, sessions, ledger)
     verifier = _verify(host, config, identity, checkpoint, mid, ledger, gossip, proofs)
     try:
         if served is not None:
@@ -320,7 +320,8 @@ def _session_limits(config: NodeConfig, served: ServedSpan) -> SessionLimits:
     return SessionLimits(max_sessions=config.max_sessions, kv_budget_bytes=budget)
 
 
-def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: SessionTable) -> None:
+def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: SessionTable,
+           ledger: Ledger) -> None:
     start, end = served.span
     policy = ServePolicy(
         model_id=served.model_id,
@@ -330,7 +331,7 @@ def _serve(host: Host, config: NodeConfig, served: ServedSpan, sessions: Session
         retention_s=config.retention_s,
     )
     compute = trio.CapacityLimiter(config.compute_threads)
-    links = PushLinks(host, config.forward)
+    links = PushLinks(host, config.forward, ledger)
     host.set_stream_handler(PUSH_PROTOCOL, links)
     host.set_stream_handler(
         FORWARD_PROTOCOL,

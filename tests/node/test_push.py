@@ -29,6 +29,7 @@ from node_support import (
 )
 from transport_support import seed
 
+from darwin.ledger import EntryKind
 from darwin.model import Checkpoint, SpanRunner
 from darwin.model.torch_wire import digest, from_wire, to_wire
 from darwin.net.framing import StreamClosed, read_frame, write_frame
@@ -190,6 +191,11 @@ async def garbage(client: Host, node: Node, push: Stream) -> None:
     await write_frame(push, b"\xde\xad\xbe\xef" * 16)
 
 
+# The pusher's certain protocol violations: it is the named push_from (the stream is
+# authenticated), and what it pushed is not a receipt of its own that verifies.
+VIOLATIONS = (signed_by_another_key, with_a_forged_signature)
+
+
 @pytest.mark.parametrize("bad_push", [signed_by_another_key, with_a_forged_signature,
                                       of_another_step, not_a_step_result, garbage])
 async def test_a_bad_push_fails_the_waiting_step_with_push_failed(
@@ -204,6 +210,11 @@ async def test_a_bad_push_fails_the_waiting_step_with_push_failed(
         await expect_error(stream, ErrorCode.PUSH_FAILED)
         await expect_end(stream)
         assert node.sessions is not None and node.sessions.active == 0
+        # ...and a certain violation is in the node's ledger before the step fails, once.
+        assert node.ledger is not None
+        recorded = [e.record.subject
+                    for e in node.ledger.entries(kinds=[EntryKind.PROTOCOL_VIOLATION])]
+        assert recorded == ([client.peer_id] if bad_push in VIOLATIONS else [])
 
 
 async def test_pushes_from_a_peer_the_client_did_not_name_are_refused_and_change_nothing(
