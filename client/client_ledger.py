@@ -1,9 +1,12 @@
 """The client's own ledger: what it saw of each node, and the standing it derives from that.
 
-Rules (DESIGN.md, "Ledger and reputation"; issue 5, "Clients have ledgers too"):
+Rules (``specs/ledger.md``, ``specs/reputation.md``):
 - The ledger lives at ``<home>/ledger.sqlite`` and is signed with the client's identity.
-- After a generation the client records one success for every node that signed receipts in the
-  verified trace and one failure for every node it had to fail over from, with the reason.
+- After a generation the client records what it saw (``specs/ledger.md`` §7), all at once when
+  the session has ended: one success for every node that signed receipts in the trace, one
+  protocol violation for every node excluded for its own protocol violation and one failure
+  for every other node it failed over from (with the reason), and one latency per node: the
+  median of its hop's step times in the session.
 - Routing reads the standing the ledger yields (`standing`): trust, ban, probation.
 - Before routing, `darwin submit` catches up (`catch_up_from`, ``/darwin/ledger-sync/1``) from
   at most ``CATCH_UP_PEERS`` connected nodes, bounded by ``CATCH_UP_TIMEOUT`` seconds in all,
@@ -20,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -31,6 +35,7 @@ from darwin.gossip.proof_store import ProofStore
 from darwin.gossip.sync_cursors import SyncCursors
 from darwin.home import LEDGER_FILE
 from darwin.ledger import Ledger
+from darwin.ledger.entries import MAX_REASON_CHARS
 from darwin.ledger.reputation import Score, reputation
 from darwin.net.host import Host
 from darwin.protocol import Identity, PeerId
@@ -52,15 +57,33 @@ def standing(home: Path, identity: Identity) -> dict[PeerId, Score]:
                           owner=identity.peer_id)
 
 
-def record_generation(home: Path, identity: Identity, served: Iterable[str],
-                      failed: Mapping[str, str]) -> None:
-    """Append what one generation showed: who served it, and who failed (peer -> reason)."""
+@dataclass(frozen=True)
+class Observations:
+    """What one generation showed of the nodes it used (``specs/ledger.md`` §7)."""
+
+    served: Sequence[str]  # the node of every receipt in the trace (repeats are one success)
+    failed: Mapping[str, str] = field(default_factory=dict)  # peer -> reason, not its fault
+    violations: Mapping[str, str] = field(default_factory=dict)  # peer -> what it broke
+    latencies_ms: Mapping[str, int] = field(default_factory=dict)  # peer -> median step time
+
+
+def record_generation(home: Path, identity: Identity, seen: Observations) -> None:
+    """Append what one generation showed, once, after the session ended (never per step).
+
+    A peer in ``seen.violations`` gets a ``protocol_violation`` entry and no ``failure``: one
+    fault is counted once, at the violation's weight.
+    """
     home.mkdir(parents=True, exist_ok=True)
     with Ledger.open(home / LEDGER_FILE, identity) as ledger:
-        for peer in dict.fromkeys(served):
+        for peer in dict.fromkeys(seen.served):
             ledger.record_success(peer)
-        for peer, reason in failed.items():
-            ledger.record_failure(peer, reason[:200])
+        for peer, reason in seen.failed.items():
+            if peer not in seen.violations:
+                ledger.record_failure(peer, reason[:MAX_REASON_CHARS])
+        for peer, reason in seen.violations.items():
+            ledger.record_violation(peer, reason[:MAX_REASON_CHARS])
+        for peer, latency_ms in seen.latencies_ms.items():
+            ledger.record_latency(peer, latency_ms)
 
 
 async def catch_up_from(host: Host, home: Path, identity: Identity, peers: Sequence[str],

@@ -26,6 +26,10 @@ Rules (``specs/forward-protocol.md``, "Failover and replay"):
   are kept. The first fault of any kind ends pushing for the session: every hop is closed,
   the node at fault is excluded when the fault is its own (a `LinkFailed` is nobody's), and
   the whole model is routed again, relayed, and replayed from the first hop's inputs.
+- What the session saw is kept for the client's ledger (``specs/ledger.md`` §7): every node
+  excluded for a `HopViolation` (its own protocol violation, never a network or link fault)
+  in ``violations``, and every live step's time on each hop in ``latencies``
+  (`darwin.client.step_latency`), timed on the monotonic clock and written only at the end.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ from darwin.client.route import NoRoute, Provider, RouteCosts, route_admitting
 from darwin.client.session import (
     Hop,
     HopFailed,
+    HopViolation,
     InferenceSession,
     LinkFailed,
     PushedHop,
     SessionInfo,
 )
+from darwin.client.step_latency import StepLatencies
 from darwin.model.torch_wire import digest
 from darwin.protocol import Receipt, RemoteProtocolError
 from darwin.protocol.forward_client import BrokenLink, check_link
@@ -141,6 +147,9 @@ class FailoverSession(InferenceSession):
         inputs: boundary -> the hidden states sent to the hop starting there, one per step.
         replay_receipts: the checked receipts of replayed steps (not in the trace).
         failure_reasons: peer id -> why it was excluded (also when it could not be replaced).
+        violations: peer id -> the protocol violation it was excluded for (a subset of
+            ``failure_reasons``).
+        latencies: every live step's time on each hop.
         pushing: whether the current route's hops push to each other.
     """
 
@@ -155,6 +164,8 @@ class FailoverSession(InferenceSession):
         self.step_positions: list[tuple[int, int]] = []  # (position_start, count) per step
         self.replay_receipts: list[Receipt] = []
         self.failure_reasons: dict[str, str] = {}
+        self.violations: dict[str, str] = {}
+        self.latencies = StepLatencies()
         self.pushing = router.pushes
 
     @classmethod
@@ -198,14 +209,19 @@ class FailoverSession(InferenceSession):
         """
         step, positions = self.next_step, (self.position, hidden.shape[1])
         first, *rest = [_pushed(hop) for hop in self.hops]
+        mark = trio.current_time()
         await first.request(step, hidden)
         for hop in rest:  # each is asked long before the previous hop pushes
             await hop.request_pushed(step, hidden)
         unread = collections.deque(rest)
+        times: list[tuple[str, float]] = []  # each hop's share: from the checked result before
         try:
             output, receipt = await first.result(step, hidden)
             receipts = [self._checked_result(first, step, digest(hidden), output, receipt,
                                              positions)]
+            now = trio.current_time()
+            times.append((first.peer_id, now - mark))
+            mark = now
             while unread:
                 hop = unread.popleft()
                 output, receipt = await hop.result(step, hidden)
@@ -215,11 +231,16 @@ class FailoverSession(InferenceSession):
                     raise LinkFailed(hop.peer_id, broken.reason) from None
                 receipts.append(self._checked_result(hop, step, receipt.body.input_hash,
                                                      output, receipt, positions))
+                now = trio.current_time()
+                times.append((hop.peer_id, now - mark))
+                mark = now
         except LinkFailed as failure:
             raise await _own_fault(failure, unread, step, hidden) from None
         assert output is not None, "the last hop of a route answers with its output"
         self.inputs.setdefault(0, []).append(hidden)  # a fallback replays from here
         self.receipts.extend(receipts)
+        for peer, seconds in times:
+            self.latencies.add(peer, seconds)
         self.step_positions.append(positions)
         self.next_step += 1
         self.position += positions[1]
@@ -234,7 +255,7 @@ class FailoverSession(InferenceSession):
         try:
             self.check_result(hop, step, input_hash, output_hash, receipt, positions)
         except RemoteProtocolError as exc:
-            raise HopFailed.violation(hop.peer_id, step, exc) from exc
+            raise HopViolation.at_step(hop.peer_id, step, exc) from exc
         return receipt
 
     async def _stop_pushing(self, failure: HopFailed) -> None:
@@ -270,11 +291,13 @@ class FailoverSession(InferenceSession):
             assert len(kept) >= step, "a route boundary is missing inputs of past steps"
             if len(kept) == step:
                 kept.append(hidden)
+            started = trio.current_time()
             try:
                 output, receipt = await self._checked(hop, step, hidden, positions)
             except HopFailed as failure:
                 await self._replace(index, step, failure)
                 continue  # the first replacement hop starts where the failed one did
+            self.latencies.add(hop.peer_id, trio.current_time() - started)
             self.receipts.append(receipt)
             hidden = output
             index += 1
@@ -288,7 +311,7 @@ class FailoverSession(InferenceSession):
         try:
             return await self.run_hop(hop, step, hidden, positions)
         except RemoteProtocolError as exc:
-            raise HopFailed.violation(hop.peer_id, step, exc) from exc
+            raise HopViolation.at_step(hop.peer_id, step, exc) from exc
 
     async def _replace(self, index: int, step: int, failure: HopFailed) -> None:
         """Swap ``hops[index]`` for a replayed replacement of its blocks."""
@@ -321,8 +344,8 @@ class FailoverSession(InferenceSession):
                 try:
                     self.inputs.update(await self._replay(opened, start, replay_steps))
                     return opened
-                except HopFailed as failure:
-                    failures = [failure]
+                except HopFailed as replay_failure:
+                    failures = [replay_failure]
             for hop in opened:
                 await self._close(hop)
             for failure in failures:
@@ -385,6 +408,8 @@ class FailoverSession(InferenceSession):
         """
         self.excluded.add(failure.peer_id)
         self.failure_reasons.setdefault(failure.peer_id, failure.reason)
+        if isinstance(failure, HopViolation):
+            self.violations.setdefault(failure.peer_id, failure.reason)
         if len(self.excluded) > self.config.max_failovers:
             raise SessionFailed(f"gave up after {len(self.excluded)} nodes failed; "
                                 f"the last: {failure}")

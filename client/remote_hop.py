@@ -9,8 +9,10 @@ Rules (``specs/forward-protocol.md``):
   and decoded under the protocol's limits.
 - Whatever makes the hop unusable (dial failure, closed or reset stream, timeout, an error frame
   other than a refused step, a malformed or mismatched answer) raises `HopFailed`, and the
-  stream is reset: the caller routes around the node. A receipt that does not check raises
-  `HopFailed` too, but the stream still works and is closed politely. An error frame refusing
+  stream is reset: the caller routes around the node. What is the node's own fault (a
+  malformed, mismatched or out-of-order answer, a receipt that does not check) is a
+  `HopViolation`; after a receipt that does not check the stream still works and is closed
+  politely. An error frame refusing
   a step (``bad_request``, ``length_exceeded``, ``unknown_session``) raises `StepRefused`.
 - A hop opened with `HopLinks` pushes its results to the next hop and/or takes its inputs
   from the previous hop's pushes (``specs/forward-protocol.md``, "Pushed activations"). A
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import trio
 
-from darwin.client.session import HopFailed, LinkFailed, StepRefused
+from darwin.client.session import HopFailed, HopViolation, LinkFailed, StepRefused
 from darwin.model.torch_wire import from_wire, to_wire, wire_dtype
 from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Host
@@ -207,7 +209,7 @@ class RemoteHop:
         Raises:
             StepRefused: the node refused our step; the stream stays open.
             LinkFailed: the node lost its push link (``push_failed``).
-            HopFailed: the node ended the session, or its answer breaks the protocol; the
+            HopFailed: the node ended the session; HopViolation: its answer breaks the protocol; the
                 stream is reset, unless only the receipt failed to check (it is closed later).
         """
         try:
@@ -216,14 +218,14 @@ class RemoteHop:
             raise StepRefused(refusal.reason) from None
         except (ReceiptError, SignatureError) as exc:
             step = self.machine.next_step
-            raise HopFailed.violation(self.peer_id, step, exc) from exc
+            raise HopViolation.at_step(self.peer_id, step, exc) from exc
         except Aborted as abort:
             await self._abort()
             failure = LinkFailed if abort.code is ErrorCode.PUSH_FAILED else HopFailed
             raise failure(self.peer_id, abort.reason) from None
         except RemoteProtocolError as exc:
             await self._abort()
-            raise HopFailed(self.peer_id, exc.reason) from None
+            raise HopViolation(self.peer_id, exc.reason) from None
 
     async def _exchange(self, request: Message, timeout: float, what: str) -> Message:
         """Send one frame and read one answer within `timeout` seconds.
@@ -265,7 +267,8 @@ class RemoteHop:
         except TransportError as exc:
             reason = f"stream failed during {what}: {exc}"
         except RemoteProtocolError as exc:
-            reason = f"sent a malformed answer to {what}: {exc}"
+            await self._abort()
+            raise HopViolation(self.peer_id, f"sent a malformed answer to {what}: {exc}") from None
         await self._abort()
         raise HopFailed(self.peer_id, reason)
 

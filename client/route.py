@@ -3,10 +3,12 @@
 Rules (DESIGN.md, "The inference path"; as Petals' sequence manager):
 - A route is a list of hops ``(provider, start, end)`` whose spans chain from 0 to ``n_layers``;
   a hop may use any contiguous part of a provider's span.
-- Cost is expected latency: each hop pays the provider's round trip plus a fixed per-hop
-  overhead (so fewer hops win ties), and each block it runs costs ``block_ms`` scaled by the
-  provider's reported load. Distrust costs too: a hop through a provider of trust t pays
-  ``distrust_ms * (1 - t)`` more (the expected price of a failover or a failed check).
+- Cost is expected latency: each hop pays the provider's round trip (the step latency the
+  client's ledger measured for it when it has one, else the info round trip of discovery;
+  ``specs/reputation.md`` §3) plus a fixed per-hop overhead (so fewer hops win ties), and
+  each block it runs costs ``block_ms`` scaled by the provider's reported load. Distrust
+  costs too: a hop through a provider of trust t pays ``distrust_ms * (1 - t)`` more (the
+  expected price of a failover or a failed check).
   Dijkstra over block boundaries finds the minimum.
 - Banned providers (a confirmed fraud proof) are never used. Providers on probation (new keys)
   are used only by the sessions that admit them (`admit_probation`, drawn per session with
@@ -37,7 +39,8 @@ class Provider:
     peer_id: str
     span_start: int
     span_end: int
-    rtt_ms: float = 1.0  # measured round trip to the node
+    rtt_ms: float = 1.0  # measured round trip to the node (its info request, at discovery)
+    latency_ms: float | None = None  # its step latency per the client's ledger; rtt_ms if None
     load: float = 0.0  # the node's reported load: active sessions / capacity
     trust: float = 1.0  # reputation in [0, 1] from the client's ledger
     banned: bool = False  # a confirmed fraud proof: never routed through
@@ -111,7 +114,8 @@ def route_admitting(providers: Sequence[Provider], n_layers: int, costs: RouteCo
 
 def _hop_cost(provider: Provider, blocks: int, costs: RouteCosts) -> float:
     distrust = costs.distrust_ms * (1.0 - min(max(provider.trust, 0.0), 1.0))
-    return (costs.hop_ms + provider.rtt_ms + distrust
+    round_trip = provider.rtt_ms if provider.latency_ms is None else provider.latency_ms
+    return (costs.hop_ms + round_trip + distrust
             + blocks * costs.block_ms * (1.0 + provider.load))
 
 

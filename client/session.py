@@ -8,8 +8,10 @@ Rules (DESIGN.md, "The inference path"):
 - The checked receipts, in order, are the session's trace.
 - A hop that can no longer serve the session raises `HopFailed` (its node is gone, timed out,
   refused, or broke the protocol); a session with failover routes around it
-  (`darwin.client.failover`). `StepRefused` is the node saying *we* sent a bad step: routing
-  around it would not help, so it ends the session.
+  (`darwin.client.failover`). `HopViolation` is the case where the node broke the protocol,
+  which the network cannot cause: the client records it against the node. `StepRefused` is
+  the node saying *we* sent a bad step: routing around it would not help, so it ends the
+  session.
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ class HopFailed(Exception):
         self.peer_id = peer_id
         self.reason = reason
 
+
+class HopViolation(HopFailed):
+    """A hop broke the protocol: a receipt that does not check (bad signature, not what was
+    exchanged), a malformed, mismatched or out-of-order answer. Frames arrive on an
+    authenticated, integrity-checked stream, so this is the node's own doing (a bug or a lie),
+    never the network's; the client records it as a ``protocol_violation``
+    (``specs/ledger.md`` §7)."""
+
     @classmethod
-    def violation(cls, peer_id: str, step: int, error: Exception) -> HopFailed:
+    def at_step(cls, peer_id: str, step: int, error: Exception) -> HopViolation:
         """The hop's answer to `step` broke the protocol (`error`: say, its receipt does not
         check against what was exchanged)."""
         return cls(peer_id, f"protocol violation at step {step}: {error}")

@@ -14,6 +14,9 @@ Rules (DESIGN.md, "The inference path" and "Command-line contract"):
 - With a home, the client first catches up on the verdicts it missed from one or two of the
   nodes it joined through (`catch_up_from`, bounded, failures skipped), then reads its
   standing, which routing uses (banned keys are never routed to).
+- With a home, what the session saw goes into the ledger once it has ended, off the decode
+  path (`record_generation`, ``specs/ledger.md`` §7): successes, failures, protocol violations
+  and each node's median step latency.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ from pathlib import Path
 import trio
 from rich.table import Table
 
-from darwin.client.client_ledger import catch_up_from, record_generation, standing
+from darwin.client.client_ledger import (
+    Observations,
+    catch_up_from,
+    record_generation,
+    standing,
+)
 from darwin.client.failover import FailoverEvent, FailoverSession
 from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
@@ -206,9 +214,11 @@ class Submission:
         if self.config.home is None:
             return
         served = [str(receipt.body.node_id) for receipt in session.receipts]
-        failed = {**session.failure_reasons,
-                  **{event.peer_id: event.reason for event in session.failovers}}
-        record_generation(self.config.home, identity, served, failed)
+        # The excluded nodes: a failover for a link fault (`LinkFailed`) excluded nobody and
+        # blames nobody, so it is not recorded against the hop that reported it.
+        record_generation(self.config.home, identity, Observations(
+            served, session.failure_reasons, session.violations,
+            session.latencies.medians_ms()))
 
 
 def route_of(session: FailoverSession) -> list[tuple[str, int, int]]:

@@ -121,13 +121,15 @@ class SwarmClient:
         return cls(host, model_id, n_layers, config, offers, dtype, scores)
 
     def providers(self) -> list[Provider]:
-        """The offers as the route finder sees them, with their standing in our ledger."""
+        """The offers as the route finder sees them, with their standing in our ledger (trust,
+        ban, probation, and the step latency it measured)."""
         providers = []
         for offer in self.offers.values():
             score = self.scores.get(offer.peer_id) or unknown_score(PeerId(offer.peer_id))
             providers.append(dataclasses.replace(offer.provider(), trust=score.trust,
                                                  banned=score.banned,
-                                                 probation=score.probation))
+                                                 probation=score.probation,
+                                                 latency_ms=score.latency_ms))
         return providers
 
     async def refresh(self, exclude: frozenset[str] = frozenset()) -> None:

@@ -334,7 +334,7 @@ def _serve(w: Wiring, served: ServedSpan, challenges: StreamHandler,
         retention_s=config.retention_s,
     )
     compute = trio.CapacityLimiter(config.compute_threads)
-    links = PushLinks(host, config.forward)
+    links = PushLinks(host, config.forward, w.ledger)
     host.set_stream_handler(PUSH_PROTOCOL, links)
     host.set_stream_handler(
         FORWARD_PROTOCOL,

@@ -13,8 +13,16 @@ os.environ["DARWIN_HOME"] = tempfile.mkdtemp(prefix="darwin-home-")
 from pathlib import Path
 
 import pytest
+import torch
 
 from darwin.model import make_tiny
+
+# One torch thread for the whole run, set before any worker thread exists: tiny models gain
+# nothing from threads on a small shared machine (sdpa's CPU kernel costs ~100x more with 2
+# busy threads), and exact comparisons between a node's worker thread and the test's own
+# reference need the same reduction order, which a thread started under another setting
+# would not keep. Tests that vary threads set them and restore this.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,7 @@ class Conversation:
         self.idle_timeout = limits.idle_timeout
         self.peer = stream_peer_id(stream)
         self.session = "-"  # the session id (hex) once the client named it
+        self.refusal: str | None = None  # why we refused the peer, once we have
 
     async def next_message(self) -> Message | None:
         """The next message, or None when the stream is over (the reason was logged or sent).
@@ -99,4 +100,5 @@ class Conversation:
     async def refuse(self, code: ErrorCode, reason: str) -> None:
         """Answer with an error frame (raises TransportError)."""
         logger.info("session %s from %s: %s: %s", self.session, self.peer, code.value, reason)
+        self.refusal = self.refusal or reason
         await self.send(ErrorFrame.refusal(code, reason).to_wire())

@@ -10,17 +10,26 @@ Rules (normative text: ``specs/forward-protocol.md``, "Pushed activations"):
   `StepResult` whose receipt is signed by the stream's peer (authenticated by Noise), who must
   be the session's ``push_from``, for a span that ends where the session's starts. Anything
   else is answered with an error frame and ends the stream. However the stream ends, the inbox
-  it fed is broken, so a step waiting on it fails at once instead of at its timeout.
+  it fed is broken, so a step waiting on it fails at once instead of at its timeout. A stream
+  refused before its first frame named a session (the frame is not a message) breaks every
+  inbox still waiting for that peer's first push.
 - An inbox holds at most one pushed step: the previous hop cannot run ahead of the client.
+- A push from the session's own ``push_from`` whose receipt is not its own or does not verify
+  is certainly that peer's protocol violation (the stream is authenticated): the node records
+  it in its ledger (a ``protocol_violation`` entry, ``specs/ledger.md`` §7), once per inbox,
+  before the push is refused, so the waiting step fails only once it is committed.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable
 
 import trio
 
+from darwin.ledger import Ledger, LedgerError
+from darwin.ledger.entries import MAX_REASON_CHARS
 from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Host, Stream
 from darwin.net.protocols import PUSH_PROTOCOL
@@ -34,14 +43,17 @@ from darwin.protocol import (
     StepResult,
 )
 
-__all__ = ["Inbox", "PushFailed", "PushLinks", "PushOut"]
+__all__ = ["Inbox", "PushFailed", "PushLinks", "PushOut", "PushViolation"]
 
 logger = logging.getLogger(__name__)
 
 
-
 class PushFailed(Exception):
     """A session's push link failed; the message says how (for the error frame and logs)."""
+
+
+class PushViolation(PushFailed):
+    """The session's own pusher pushed a receipt that is not its own or does not verify."""
 
 
 class Inbox:
@@ -52,6 +64,12 @@ class Inbox:
         self.span_start = span_start  # a pushed receipt's span must end here
         self._send, self._receive = trio.open_memory_channel[StepResult](1)
         self._broken: str | None = None  # why no more pushes will come
+        self.fed = False  # whether a push stream has bound it
+
+    @property
+    def broken(self) -> bool:
+        """Whether no more pushes will be taken."""
+        return self._broken is not None
 
     def put(self, result: StepResult) -> None:
         """Hand over one pushed step.
@@ -120,9 +138,10 @@ class PushLinks:
     """A node's push links: the inboxes of its pushed sessions, and the ``/darwin/push/1``
     handler that fills them; also opens the streams its own sessions push on."""
 
-    def __init__(self, host: Host, limits: ForwardLimits) -> None:
+    def __init__(self, host: Host, limits: ForwardLimits, ledger: Ledger | None = None) -> None:
         self.host = host
         self.limits = limits
+        self.ledger = ledger  # where a pusher's protocol violations are recorded
         self._inboxes: dict[tuple[SessionId, int], Inbox] = {}
 
     def inbox(self, session_id: SessionId, pusher: str, span_start: int) -> Inbox:
@@ -178,11 +197,34 @@ class PushLinks:
                     bound.put(message)
                 except PushFailed as exc:
                     reason = str(exc)
+                    if isinstance(exc, PushViolation) and bound is not None \
+                            and not bound.broken:
+                        await self._record_violation(talk.peer, reason)
                     await talk.refuse(ErrorCode.BAD_REQUEST, reason)
                     return
         finally:
             if bound is not None:
                 bound.break_(reason)
+            elif talk.refusal is not None:
+                self._break_unfed(talk.peer, talk.refusal)
+
+    def _break_unfed(self, peer: str, reason: str) -> None:
+        """The peer's stream was refused before it named a session (its first frame was not a
+        message): break every inbox still waiting for that peer's first push, since any of
+        them may be the one it was meant for."""
+        for inbox in self._inboxes.values():
+            if inbox.pusher == peer and not inbox.fed:
+                inbox.break_(f"the previous hop's push was refused: {reason}")
+
+    async def _record_violation(self, peer: str, reason: str) -> None:
+        """Append the violation to the ledger (worker thread); a ledger error is logged."""
+        if self.ledger is None:
+            return
+        try:
+            await trio.to_thread.run_sync(self.ledger.record_violation, peer,
+                                       reason[:MAX_REASON_CHARS])
+        except (LedgerError, sqlite3.Error) as exc:
+            logger.warning("violation by %s not recorded: %s", peer, exc)
 
     def _bind(self, talk: Conversation, bound: Inbox | None, result: StepResult) -> Inbox:
         """The inbox `result` is for: the stream's peer must be its pusher, and a stream
@@ -199,14 +241,15 @@ class PushLinks:
                              f"and layer {body.span_end}")
         if bound is not None and inbox is not bound:
             raise PushFailed("a push stream carries one session")
+        inbox.fed = True
         return inbox
 
 
 def _check_pushed(talk: Conversation, result: StepResult) -> None:
-    """Raises PushFailed: unless the pushed receipt is signed by the stream's peer."""
+    """Raises PushViolation: unless the pushed receipt is signed by the stream's peer."""
     if result.receipt.body.node_id != talk.peer:
-        raise PushFailed(f"the pushed receipt is signed for {result.receipt.body.node_id}")
+        raise PushViolation(f"the pushed receipt is signed for {result.receipt.body.node_id}")
     try:
         result.receipt.verify()
     except RemoteProtocolError as exc:
-        raise PushFailed(f"the pushed receipt does not verify: {exc}") from exc
+        raise PushViolation(f"the pushed receipt does not verify: {exc}") from exc

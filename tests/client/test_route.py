@@ -31,6 +31,16 @@ def test_a_loaded_or_distant_provider_is_avoided() -> None:
     assert [h.provider.peer_id for h in find_route(providers, 8)] == ["idle", "near"]
 
 
+def test_a_measured_step_latency_stands_in_for_the_discovery_round_trip() -> None:
+    # "quick" answered its info request fast, but the ledger measured its steps as slow;
+    # "steady" has no measurement yet and is judged by its round trip.
+    providers = [Provider("quick", 0, 4, rtt_ms=1.0, latency_ms=300.0),
+                 Provider("steady", 0, 4, rtt_ms=40.0)]
+    assert _spans(find_route(providers, 4)) == [("steady", 0, 4)]
+    providers[0] = Provider("quick", 0, 4, rtt_ms=1.0, latency_ms=20.0)
+    assert _spans(find_route(providers, 4)) == [("quick", 0, 4)]
+
+
 def test_excluded_providers_are_routed_around() -> None:
     providers = [Provider("a", 0, 4), Provider("a2", 0, 4), Provider("b", 4, 8)]
     route = find_route(providers, 8, exclude=frozenset({"a"}))

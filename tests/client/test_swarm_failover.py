@@ -216,6 +216,12 @@ async def test_a_failed_hop_is_replaced_and_replayed_with_identical_output(
     assert (event.step, event.peer_id, event.span, event.replayed_steps) == (3, serving, (2, 4), 3)
     assert router.opened == [(event.replacement[0][0], 2, 4)]
     assert session.excluded == {serving}
+    # A lie about the output is the node's own protocol violation; a closed stream is not.
+    assert session.violations == ({serving: event.reason} if mode == "tamper" else {})
+    # Every node that served live steps has a latency; the failed one for its steps 0..2.
+    latencies = session.latencies.medians_ms()
+    assert set(latencies) == {_peer(router, 0), serving, event.replacement[0][0]}
+    assert all(isinstance(ms, int) and ms >= 0 for ms in latencies.values())
     _verify(session)  # replayed receipts stayed out: one chain per step
     assert len(session.receipts) == 2 * NEW_TOKENS
     # ...but are kept apart, so a verifier holds the replacement's steps 0..k (any k)
@@ -313,6 +319,7 @@ async def test_a_pushing_route_gives_the_relayed_output_and_keeps_only_the_first
     tokens, session = await _generate(checkpoint, router, info)
 
     assert tokens == reference and session.pushing and session.failovers == []
+    assert set(session.latencies.medians_ms()) == set(router.spans)  # each hop's share
     assert {b: len(kept) for b, kept in session.inputs.items()} == {0: NEW_TOKENS, 2: 0}
     _verify(session)
 
@@ -331,6 +338,7 @@ async def test_a_push_that_is_not_what_the_client_got_stops_pushing_and_excludes
     [event] = session.failovers
     assert (event.step, event.peer_id, event.replayed_steps) == (3, _peer(router, 1), 3)
     assert "is not the output" in event.reason and session.excluded == set()
+    assert session.violations == {}  # nobody's fault, nobody's violation
     assert [(a, b) for _, a, b in event.replacement] == [(0, 2), (2, 4)]
     _verify(session)
 

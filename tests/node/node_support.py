@@ -7,7 +7,7 @@ check the node against the spec, not against the client package.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -45,15 +45,6 @@ QUICK_FORWARD = ForwardLimits(
 )
 # The raw client's frames: up to 4 MiB, each read within 10 s of its first byte.
 CLIENT_FRAMES = FrameConfig(max_frame_size=1 << 22, frame_timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads on a small shared machine (see tests/model)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def node_config(model: Path, home: Path, **changes: object) -> NodeConfig:

@@ -22,7 +22,6 @@ from node_support import (
     hidden_states,
     node_and_client,
     node_config,
-    one_torch_thread,
     open_forward,
     receive,
     send,
@@ -44,8 +43,6 @@ from darwin.protocol import (
     StepResult,
     new_session_id,
 )
-
-__all__ = ["one_torch_thread"]
 
 Attack = Callable[[Host, Node], Awaitable[None]]
 SESSION = SessionId(new_session_id())

@@ -14,7 +14,6 @@ from node_support import (
     hidden_states,
     node_and_client,
     node_config,
-    one_torch_thread,
     open_forward,
     receive,
     send,
@@ -30,8 +29,6 @@ from darwin.protocol import (
     StepResult,
     new_session_id,
 )
-
-__all__ = ["one_torch_thread"]
 
 ROW_BYTES = 2 * 4 * 8 * 32 * 4  # 2 · layers · max_length 8 · kv_width 32 · float32
 

@@ -11,10 +11,7 @@ from node_support import (
     hidden_states,
     node_and_client,
     node_config,
-    one_torch_thread,
 )
-
-__all__ = ["one_torch_thread"]
 
 
 async def test_prefill_and_decode_match_a_local_span_and_receipts_verify(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 import trio
 from proof_support import CHEATER, HONEST, VERIFIER, Proofs, make_proofs, notice, refutation
 from transport_support import seed, swarm
@@ -56,10 +55,7 @@ SMALL = NoticeConfig(fetch=ProofExchangeConfig(max_proof_bytes=1 << 20, timeout=
 
 @pytest.fixture(scope="module")
 def proofs(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proofs]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield make_proofs(tiny_llama, tmp_path_factory.mktemp("digests"))
-    torch.set_num_threads(before)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from node_support import (
     hidden_states,
     node_and_client,
     node_config,
-    one_torch_thread,
     receive,
     send,
 )
@@ -48,8 +47,6 @@ from darwin.protocol import (
 )
 from darwin.protocol.verify_request import VerifyAnswer, VerifyRequest
 from darwin.verifier import Verifier
-
-__all__ = ["one_torch_thread"]
 
 # Challenges, reveals and verify answers: up to CHALLENGE_LIMITS, each read within 30 s.
 CHALLENGE_FRAMES = FrameConfig(max_frame_size=CHALLENGE_LIMITS.max_message_bytes,

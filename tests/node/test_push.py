@@ -15,7 +15,6 @@ import pytest
 import torch
 import trio
 from node_support import (
-    QUICK_FORWARD,
     QUICK_HOST,
     client_frames,
     expect_end,
@@ -23,13 +22,13 @@ from node_support import (
     hidden_states,
     node_and_client,
     node_config,
-    one_torch_thread,
     open_forward,
     receive,
     send,
 )
 from transport_support import seed
 
+from darwin.ledger import EntryKind
 from darwin.model import Checkpoint, SpanRunner
 from darwin.model.torch_wire import digest, from_wire, to_wire
 from darwin.net.framing import FramedStream, StreamClosed
@@ -52,8 +51,6 @@ from darwin.protocol import (
     check_receipt,
     new_session_id,
 )
-
-__all__ = ["one_torch_thread"]
 
 SESSION = SessionId(new_session_id())
 CLIENT_SEED = 99  # node_and_client's client host
@@ -193,20 +190,29 @@ async def garbage(client: Host, node: Node, push: FramedStream) -> None:
     await push.write(b"\xde\xad\xbe\xef" * 16)
 
 
+# The pusher's certain protocol violations: it is the named push_from (the stream is
+# authenticated), and what it pushed is not a receipt of its own that verifies.
+VIOLATIONS = (signed_by_another_key, with_a_forged_signature)
+
+
 @pytest.mark.parametrize("bad_push", [signed_by_another_key, with_a_forged_signature,
                                       of_another_step, not_a_step_result, garbage])
 async def test_a_bad_push_fails_the_waiting_step_with_push_failed(
         tiny_llama: Path, tmp_path: Path, bad_push: Push) -> None:
-    limits = dataclasses.replace(QUICK_FORWARD, push_timeout=1.0)  # for unbound garbage
-    async with node_and_client(node_config(tiny_llama, tmp_path, forward=limits)) as (
-            node, client):
+    async with node_and_client(node_config(tiny_llama, tmp_path)) as (node, client):
         stream = await _open_pushed(client, node)
         push = await _push_stream(client, node)
         await send(stream, PushedStepRequest(SESSION, 0, 0, 5))
         await bad_push(client, node, push)
-        await expect_error(stream, ErrorCode.PUSH_FAILED)
+        with trio.fail_after(10):  # at once, not at the 100 s push timeout
+            await expect_error(stream, ErrorCode.PUSH_FAILED)
         await expect_end(stream)
         assert node.sessions is not None and node.sessions.active == 0
+        # ...and a certain violation is in the node's ledger before the step fails, once.
+        assert node.ledger is not None
+        recorded = [e.record.subject
+                    for e in node.ledger.entries(kinds=[EntryKind.PROTOCOL_VIOLATION])]
+        assert recorded == ([client.peer_id] if bad_push in VIOLATIONS else [])
 
 
 async def test_pushes_from_a_peer_the_client_did_not_name_are_refused_and_change_nothing(

@@ -15,7 +15,6 @@ from node_support import (
     expect_error,
     node_and_client,
     node_config,
-    one_torch_thread,
     receive,
     send,
 )
@@ -26,8 +25,6 @@ from darwin.net.host import HostConfig
 from darwin.net.protocols import INFO_PROTOCOL, block_provider_key
 from darwin.node.server import StartupError, start_node
 from darwin.protocol import DType, ErrorCode, IdentityFileError, InfoRequest, NodeInfo
-
-__all__ = ["one_torch_thread"]
 
 
 async def test_info_answers_what_the_node_serves_and_its_load(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from darwin.model import Checkpoint, model_id
 from darwin.protocol import Identity, ModelId
@@ -40,11 +38,3 @@ def verifier(checkpoint: Checkpoint, tiny_model_id: ModelId,
                     clock=lambda: 1_700_000_000.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The verifier side runs single-threaded (tiny layers gain nothing from threads, and on a
-    loaded machine idle threads spin); tests that vary threads set them explicitly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

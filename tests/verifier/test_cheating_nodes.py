@@ -9,8 +9,9 @@ span is certain to hit the cheating layer. The client (`Submission`, verify rate
 - noise, skip, weights, bf16, inconsistent: gets a ``fail`` verdict whose fraud proof it
   writes under ``<home>/fraud-proofs`` and that ``darwin verify-proof`` confirms (exit 0);
 - mismatch, replay: rejects the step result at once (its receipt does not match the output,
-  or names another step), excludes the node and records the failure in its ledger (no other
-  node serves block 2: the generation then fails with NoRoute);
+  or names another step), excludes the node and records a protocol violation (not a failure)
+  in its ledger, which lowers the node's score below a stranger's (no other node serves
+  block 2: the generation then fails with NoRoute);
 - refuse: gets ``unresponsive``;
 - a verifier that signs a false ``fail`` (``--cheat false-fail``): its proof is refuted
   (exit 1, ``false_accusation``).
@@ -29,6 +30,7 @@ import pytest
 import trio
 
 from darwin.client.cli import main
+from darwin.client.client_ledger import standing
 from darwin.client.discovery import DiscoveryConfig
 from darwin.client.local_swarm import LocalNode, LocalSwarm, LocalSwarmConfig
 from darwin.client.route import NoRoute
@@ -37,7 +39,8 @@ from darwin.client.submit import Submission, SubmitConfig, SubmitResult
 from darwin.client.swarm import SwarmConfig
 from darwin.client.verification import VerificationConfig, ask_verifier
 from darwin.home import LEDGER_FILE, load_or_create_identity
-from darwin.ledger import EntryKind, Failure, Ledger
+from darwin.ledger import EntryKind, Ledger, ProtocolViolation
+from darwin.ledger.reputation import DEFAULT_PARAMS, unknown_score
 from darwin.net.host import HostConfig, open_host
 from darwin.protocol import Identity, Outcome, PeerId
 from darwin.protocol.verify_request import VerifyRequest
@@ -124,11 +127,18 @@ def test_a_bad_receipt_is_rejected_at_once(mode: str, reason: str, swarm: LocalS
             _submit(tiny_llama, swarm, tmp_path)
     finally:
         cheater.stop(10)
-    with Ledger.open(tmp_path / LEDGER_FILE, load_or_create_identity(tmp_path)) as ledger:
-        failures = [e.record.body for e in ledger.entries()
-                    if e.record.subject == cheater.peer_id and e.record.kind == EntryKind.FAILURE]
-    assert len(failures) == 1 and isinstance(failures[0], Failure)
-    assert reason in failures[0].reason
+    identity = load_or_create_identity(tmp_path)
+    with Ledger.open(tmp_path / LEDGER_FILE, identity) as ledger:
+        entries = [e.record for e in ledger.entries()]
+    [violation] = [r.body for r in entries if r.subject == cheater.peer_id
+                   and r.kind == EntryKind.PROTOCOL_VIOLATION]  # (``replay`` served step 0)
+    # The honest next hop may have reported the cheater's broken push (a link fault): that
+    # blames nobody, so it is no failure of the honest node.
+    assert not [r for r in entries if r.kind == EntryKind.FAILURE]
+    assert isinstance(violation, ProtocolViolation) and reason in violation.reason
+    score = standing(tmp_path, identity)[PeerId(cheater.peer_id)]
+    assert score.failures == pytest.approx(DEFAULT_PARAMS.violation_weight, rel=1e-3)  # decay
+    assert score.trust < unknown_score(PeerId(cheater.peer_id)).trust
 
 
 def test_a_node_that_never_reveals_is_unresponsive(swarm: LocalSwarm, tiny_llama: Path,
