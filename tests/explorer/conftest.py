@@ -1,0 +1,19 @@
+"""Fixtures of the explorer tests: homes holding small real ledgers (``explorer_support``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The ledger tests' builders (fixed identities, signed entries, raw tampering) serve here too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+
+from explorer_support import build_home
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home whose ledger holds every kind of entry about four peers (see build_home)."""
+    return build_home(tmp_path / "home")
