@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-# The ledger tests' builders (fixed identities, signed entries, raw tampering) serve here too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+# The ledger tests' builders (fixed identities, signed entries, raw tampering) and the verifier
+# tests' in-process nodes (which make real fraud proofs) serve here too.
+for folder in ("ledger", "verifier"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / folder))
 
-from explorer_support import build_home
+from explorer_support import build_home  # noqa: E402 (after the path above)
 
 
 @pytest.fixture
