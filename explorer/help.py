@@ -14,7 +14,7 @@ __all__ = ["HELP", "HelpScreen"]
 
 HELP = """\
 [b]Everywhere[/b]   ? help · t light/dark theme · ctrl+r rescore now · q quit
-             escape back · the mouse clicks rows, headers (sort) and keys below
+             escape back · mouse: rows, headers (sort), the keys below
 
 [b]Peers[/b]        enter open the peer · / filter by text · f status filter
              s next sort column · S reverse the order · l the ledger
@@ -23,7 +23,7 @@ HELP = """\
              tab / shift+tab move between the tables
              c re-check the fraud proof under the cursor (needs --model)
 
-[b]Ledger[/b]       newest entries first, paged from SQLite; the chain's integrity
+[b]Ledger[/b]       newest first, a page at a time; the chain's integrity
              n / pagedown older · p / pageup newer · g newest
              b go to the first bad entry · v verify again
 
