@@ -6,11 +6,14 @@ violations), verdicts signed by a dozen verifiers, two confirmed fraud proofs, o
 accusation and a checkpoint every 1 000 entries (the signed head file included), so that
 ``darwin ledger verify`` accepts it. Then, headless (``App.run_test``) at 80x24:
 
-- open: reading every entry and folding it into the reputation (``PeerBook.load``);
-- first paint: from starting the app to the peers table on screen (the peers screen mounted
-  and the first refresh done);
-- one new entry: another process's append, from the poll that reads it to the table redrawn;
-- the ledger view: its newest page read from SQLite and painted.
+- open: reading (and validating) every entry and folding it into the reputation, without the
+  UI (``PeerBook.load``, what ``--once`` does);
+- first paint: from creating the app to its first screen on the terminal (the load runs on in
+  a worker, its progress in the status line);
+- peers table filled: from creating the app to the table drawn from the whole ledger;
+- one new entry: appended through the owner's ``Ledger`` (its own connection), from the poll
+  that reads it to the table redrawn;
+- ledger view page: ``l`` pressed to its newest page read from SQLite and drawn.
 
 Run: ``.venv/bin/python bench/explorer.py [--entries 100000]``; ``--smoke`` is a 2 000-entry
 run.
@@ -18,12 +21,22 @@ run.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import random
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from darwin.explorer.app import ExplorerApp
+from darwin.explorer.peers import PeerBook
+from darwin.explorer.source import LedgerSource
 from darwin.home import LEDGER_FILE
 from darwin.ledger import (
     Checkpoint,
@@ -123,3 +136,57 @@ def _home(entries: int, peers: int) -> Path:
         generate(home / LEDGER_FILE, entries, peers)
         print(f"generated {entries} entries in {time.perf_counter() - started:.1f} s")
     return home
+
+
+async def _measure_app(home: Path, now_ms: int) -> dict[str, float]:
+    """Seconds to first paint, to the filled peers table, to one new entry, to a ledger page."""
+    started = time.perf_counter()
+    app = ExplorerApp(LedgerSource.open(home), home=home, now_ms=now_ms, poll_interval_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        first_paint = time.perf_counter() - started
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = time.perf_counter() - started
+        with Ledger.open(home / LEDGER_FILE, OWNER,
+                         LedgerConfig(checkpoint_every=0, checkpoint_on_close=False)) as ledger:
+            ledger.record_success(identity("bench-peer-3").peer_id)
+        applied = time.perf_counter()
+        app.poll()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        applied = time.perf_counter() - applied
+        paged = time.perf_counter()
+        await pilot.press("l")
+        await pilot.pause()
+        paged = time.perf_counter() - paged
+        app.exit()
+    return {"first paint": first_paint, "peers table filled": table, "one new entry": applied,
+            "ledger view page": paged}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--peers", type=int, default=200)
+    parser.add_argument("--smoke", action="store_true", help="2 000 entries, 20 peers")
+    args = parser.parse_args()
+    entries, peers = (2_000, 20) if args.smoke else (args.entries, args.peers)
+    cached = _home(entries, peers)
+    now_ms = T0 + (entries + 1) * 1000
+    with tempfile.TemporaryDirectory() as scratch:  # the run appends: work on a copy
+        home = Path(scratch)
+        shutil.copy(cached / LEDGER_FILE, home / LEDGER_FILE)
+        started = time.perf_counter()
+        book = PeerBook.load(LedgerSource.open(home), now_ms=now_ms)
+        timings = {"open (read and score every entry)": time.perf_counter() - started}
+        timings.update(asyncio.run(_measure_app(home, now_ms)))
+    table = Table(title=f"explorer on {entries:,} entries, {len(book.scores())} peers (80x24)")
+    table.add_column("step")
+    table.add_column("ms", justify="right")
+    for step, seconds in timings.items():
+        table.add_row(step, f"{seconds * 1000:.0f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

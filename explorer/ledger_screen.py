@@ -3,6 +3,10 @@ integrity as ``darwin ledger verify`` reports it, the first bad entry in red."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,8 +15,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from darwin.ledger import Entry, VerifyReport, verify_ledger
+from darwin.ledger import Entry, VerifyReport
 from darwin.ledger.cli import short_peer, verify_summary
+from darwin.protocol import PeerId
 
 from .columns import age
 from .source import LedgerUnavailable
@@ -21,6 +26,7 @@ from .status import StatusBar, explorer_app
 __all__ = ["PAGE", "LedgerScreen"]
 
 PAGE = 100  # entries per page: one query, one table fill, however long the ledger
+VERIFY_TIMEOUT_S = 600
 
 
 class LedgerScreen(Screen[None]):
@@ -52,8 +58,8 @@ class LedgerScreen(Screen[None]):
         self.query_one("#entries", DataTable).add_columns(
             "seq", "age", "kind", "subject", "signer")
         self.query_one("#entries", DataTable).focus()
-        if explorer_app(self).verify_report is None:
-            self.action_verify()
+        if explorer_app(self).verify_report is None:  # once the first page is on screen
+            self.call_after_refresh(self.action_verify)
         else:
             self._show_report()
         self.refresh_data()
@@ -125,13 +131,24 @@ class LedgerScreen(Screen[None]):
         self.run_worker(self._verify, thread=True, group="verify", exclusive=True)
 
     def _verify(self) -> None:
+        """``darwin ledger verify --json`` in a process of its own: on a long ledger it is
+        seconds of pure Python, which in a thread would hold the interpreter lock against the
+        UI; the command also checks the genesis against the home's identity file."""
         app = explorer_app(self)
+        command = [sys.executable, "-m", "darwin", "ledger", "verify", "--home", str(app.home),
+                   "--json"]
         try:
-            report = verify_ledger(app.source.path)
-        except FileNotFoundError as exc:
-            self.app.call_from_thread(app.show_problem, str(exc))
+            done = subprocess.run(command, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            self.app.call_from_thread(app.show_problem, "verifying the chain took over "
+                                                        f"{VERIFY_TIMEOUT_S} s: stopped")
             return
-        self.app.call_from_thread(self._verified, report)
+        if done.returncode not in (0, 1):
+            message = done.stderr.strip().removeprefix("error: ") or "cannot verify the ledger"
+            self.app.call_from_thread(app.show_problem, message)
+            return
+        self.app.call_from_thread(self._verified, _report(json.loads(done.stdout)))
 
     def _verified(self, report: VerifyReport) -> None:
         explorer_app(self).verify_report = report
@@ -149,3 +166,21 @@ class LedgerScreen(Screen[None]):
         if not report.ok and report.first_bad_seq is not None:
             text.append(" · b shows the first bad entry", style="red")
         self.query_one("#integrity", Static).update(text)
+
+
+def _report(document: dict[str, object]) -> VerifyReport:
+    """The report back from ``VerifyReport.to_json``."""
+    head = document["head_hash"]
+    return VerifyReport(
+        path=Path(str(document["path"])), ok=bool(document["ok"]),
+        entries=int(str(document["entries"])), head_seq=int(str(document["head_seq"])),
+        head_hash=None if head is None else bytes.fromhex(str(head)),
+        owner=None if document["owner"] is None else PeerId(str(document["owner"])),
+        checkpoints=int(str(document["checkpoints"])),
+        signed_head_seq=_optional_int(document["signed_head_seq"]),
+        first_bad_seq=_optional_int(document["first_bad_seq"]),
+        reason=None if document["reason"] is None else str(document["reason"]))
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
