@@ -100,6 +100,13 @@ def _reputation(args: argparse.Namespace) -> int:
     return reputation_command(Path(args.home).expanduser(), json=args.json)
 
 
+def _explore(args: argparse.Namespace) -> int:
+    from darwin.explorer.command import explore_command
+
+    return explore_command(Path(args.home).expanduser(), once=args.once, json=args.json,
+                           model=Path(args.model) if args.model else None)
+
+
 def _add_ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ledger = commands.add_parser("ledger", help="check or export a node's or client's ledger")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -116,6 +123,14 @@ def _add_ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     reputation.add_argument("--home", default=DEFAULT_HOME, help="the ledger's home (~/.darwin)")
     reputation.add_argument("--json", action="store_true")
     reputation.set_defaults(run=_reputation)
+
+    explore = commands.add_parser("explore", help="browse a ledger's peers, proofs and chain "
+                                                  "(a terminal UI; read-only, live)")
+    explore.add_argument("--home", default=DEFAULT_HOME, help="the ledger's home (~/.darwin)")
+    explore.add_argument("--once", action="store_true", help="print the peers table and exit")
+    explore.add_argument("--json", action="store_true", help="print the peers as JSON and exit")
+    explore.add_argument("--model", help="the checkpoint to re-check fraud proofs against")
+    explore.set_defaults(run=_explore)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,8 +30,8 @@ from darwin.ledger.record import Entry
 from darwin.ledger.reputation import DEFAULT_PARAMS, ReputationParams, reputation, verification_rate
 from darwin.ledger.rows import read_entries
 from darwin.ledger.store import wall_clock_ms
-from darwin.ledger.verify import VerifyReport, verify_ledger
-from darwin.protocol import PeerId, ProtocolError
+from darwin.ledger.verify import verify_ledger
+from darwin.protocol import PeerId, ProtocolError, short_peer_id
 
 __all__ = ["export_command", "ledger_path", "reputation_command", "verify_command"]
 
@@ -74,18 +74,8 @@ def verify_command(home: Path, json: bool = False) -> int:
     if json:
         sys.stdout.write(jsonlib.dumps(report.to_json()) + "\n")
     else:
-        Console(highlight=False, soft_wrap=True).print(escape(verify_summary(report)))
+        Console(highlight=False, soft_wrap=True).print(escape(report.summary()))
     return EXIT_OK if report.ok else EXIT_BAD
-
-
-def verify_summary(report: VerifyReport) -> str:
-    """One line saying whether the ledger verified, and if not, where and why."""
-    if report.ok:
-        head = report.head_hash.hex() if report.head_hash is not None else "-"
-        return (f"OK {report.entries} entries, head {report.head_seq} {head} "
-                f"(owner {report.owner}, {report.checkpoints} checkpoints)")
-    where = f"entry {report.first_bad_seq}" if report.first_bad_seq is not None else "ledger"
-    return f"BAD {where}: {report.reason} ({report.entries} entries verified before it)"
 
 
 def export_command(home: Path, out: Path | None = None) -> int:
@@ -112,11 +102,6 @@ def export_command(home: Path, out: Path | None = None) -> int:
     except OSError as exc:
         return _error(f"cannot write {out}: {exc.strerror}")
     return EXIT_OK
-
-
-def short_peer(peer: str) -> str:
-    """A peer id cut to fit a table: its last 10 characters (the start is always 12D3KooW)."""
-    return peer if len(peer) <= 12 else f"…{peer[-10:]}"
 
 
 def _write_lines(entries: list[Entry], stream: TextIO) -> None:
@@ -162,7 +147,7 @@ def reputation_command(home: Path, json: bool = False, *,
     for score in ranked:
         state = "banned" if score.banned else "probation" if score.probation else "trusted"
         latency = "-" if score.latency_ms is None else f"{score.latency_ms:.0f}"
-        table.add_row(short_peer(score.peer), f"{score.trust:.3f}", f"{score.successes:.1f}",
+        table.add_row(short_peer_id(score.peer), f"{score.trust:.3f}", f"{score.successes:.1f}",
                       f"{score.failures:.1f}", f"{score.verified_passes:.1f}",
                       f"{score.verified_fails:.1f}", state,
                       f"{verification_rate(score, params):.2f}", latency)

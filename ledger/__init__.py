@@ -2,8 +2,9 @@
 
 ``Ledger`` (``store.py``) keeps signed entries in SQLite; ``verify_ledger`` (``verify.py``)
 recomputes the chain from the raw rows; ``reputation`` (``reputation.py``) is a pure function of
-the entries. It imports nothing of darwin but ``darwin.protocol``. The formats are in
-``specs/ledger.md``; the scoring rules and their constants in ``specs/reputation.md``.
+the entries, and ``ReputationState`` the same computation fed one entry at a time (live views).
+It imports nothing of darwin but ``darwin.protocol``. The formats are in ``specs/ledger.md``;
+the scoring rules and their constants in ``specs/reputation.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .record import Entry, Record
 from .reputation import (
     DEFAULT_PARAMS,
     ReputationParams,
+    ReputationState,
     Score,
     reputation,
     unknown_score,
@@ -72,6 +74,7 @@ __all__ = [
     "ProtocolViolation",
     "Record",
     "ReputationParams",
+    "ReputationState",
     "Score",
     "Success",
     "Verdict",

@@ -19,6 +19,7 @@ Rules (normative layout in ``specs/ledger.md``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -372,11 +373,22 @@ def encode_payload(kind: EntryKind, payload: Payload | Mapping[str, object]) -> 
 def decode_payload(kind: EntryKind, data: bytes) -> Payload:
     """Validate stored or received payload bytes of ``kind`` and return the typed payload.
 
+    Payloads that repeat (every ``success``, a latency of the same milliseconds) are checked
+    once: the result of the same ``(kind, bytes)`` is reused from a bounded cache (payloads are
+    frozen), which makes reading a long ledger much faster. Verdicts, whose refs make nearly
+    every payload unique, are not cached.
+
     Raises:
         InvalidEntryError: if the bytes are too long, not msgpack, not a valid payload of
             ``kind``, or not the canonical encoding of that payload.
     """
     _require(isinstance(data, bytes), "payload must be bytes")
+    if kind == EntryKind.VERDICT:
+        return _decode_payload(kind, data)
+    return _decode_repeated(kind, data)
+
+
+def _decode_payload(kind: EntryKind, data: bytes) -> Payload:
     _require(len(data) <= MAX_PAYLOAD_BYTES, f"payload is over {MAX_PAYLOAD_BYTES} bytes")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_ext_len=0)
@@ -385,3 +397,6 @@ def decode_payload(kind: EntryKind, data: bytes) -> Payload:
     typed = _from_obj(kind, obj)
     _require(encode_payload(kind, typed) == data, "payload is not in canonical encoding")
     return typed
+
+
+_decode_repeated = functools.lru_cache(maxsize=4096)(_decode_payload)

@@ -42,8 +42,8 @@ from .entries import (
 )
 from .record import Entry, Record
 
-__all__ = ["DEFAULT_PARAMS", "ReputationParams", "Score", "reputation", "unknown_score",
-           "verification_rate", "verifier_weight"]
+__all__ = ["DEFAULT_PARAMS", "ReputationParams", "ReputationState", "Score", "reputation",
+           "unknown_score", "verification_rate", "verifier_weight"]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -219,9 +219,10 @@ def _find_owner(records: list[Record], owner: PeerId | None) -> PeerId:
     return owners.pop()
 
 
-def _collect(records: list[Record], owner: PeerId, now_ms: int,
-             params: ReputationParams) -> _Evidence:
-    evidence = _Evidence(owner)
+def _collect(records: Iterable[Record], evidence: _Evidence, now_ms: int,
+             params: ReputationParams) -> None:
+    """Fold records into the evidence: each one only adds to sums, so the fold is incremental."""
+    owner = evidence.owner
     for record in records:
         subject = PeerId(record.subject)
         if (record.kind in OWNER_KINDS and record.signer != owner) or subject in ("", owner):
@@ -258,7 +259,6 @@ def _collect(records: list[Record], owner: PeerId, now_ms: int,
             penalty = decay * params.refuted_accusation_penalty
             evidence.penalties[accuser] = evidence.penalties.get(accuser, 0.0) + penalty
             evidence.refuted.add((accuser, subject))
-    return evidence
 
 
 def _verdicts_by_subject(evidence: _Evidence,
@@ -321,19 +321,55 @@ def reputation(
         ValueError: ``owner`` is not given and the entries hold no single genesis.
     """
     records = _canonical(entries)
-    owner = _find_owner(records, owner)
-    evidence = _collect(records, owner, now_ms, params)
-    verdicts = _verdicts_by_subject(evidence, params)
-    peers = sorted(evidence.peers)
-    weights: dict[PeerId, float] = {owner: 1.0}
-    scores: dict[PeerId, Score] = {}
-    for _ in range(params.trust_rounds):
-        scores = {peer: _score(peer, evidence, verdicts.get(peer, []), weights, params)
-                  for peer in peers}
-        updated = {owner: 1.0, **{peer: verifier_weight(scores[peer]) for peer in peers}}
-        change = max((abs(updated[peer] - weights.get(peer, 0.0)) for peer in updated),
-                     default=0.0)
-        weights = updated
-        if change <= params.trust_tolerance:
-            break
-    return scores
+    state = ReputationState(_find_owner(records, owner), now_ms=now_ms, params=params)
+    for record in records:
+        state.add(record)
+    return state.scores()
+
+
+class ReputationState:
+    """A ledger's evidence folded one record at a time: ``reputation`` kept up to date as
+    entries arrive (the explorer's live view) without re-reading the ledger.
+
+    ``add`` costs one record's arithmetic; ``scores`` runs the trust rounds over the aggregated
+    evidence (its cost grows with peers and verdict pairs, not entries). A record is counted
+    once by (signer, signature). The scores are ``reputation``'s over the same records at the
+    same ``now_ms``: bit-identical when they were added in its canonical order, equal within
+    float rounding in any other (the sums are taken in another order).
+    """
+
+    def __init__(self, owner: PeerId, *, now_ms: int,
+                 params: ReputationParams = DEFAULT_PARAMS) -> None:
+        self.owner = owner
+        self.now_ms = now_ms
+        self.params = params
+        self._evidence = _Evidence(owner)
+        self._seen: set[tuple[str, bytes]] = set()
+
+    def add(self, item: Entry | Record) -> bool:
+        """Fold one entry or record in; False (and nothing changes) if it was already added."""
+        record = item.record if isinstance(item, Entry) else item
+        key = (record.signer, record.signature)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        _collect((record,), self._evidence, self.now_ms, self.params)
+        return True
+
+    def scores(self) -> dict[PeerId, Score]:
+        """Every mentioned peer's score (the owner excluded), in peer id order."""
+        evidence, params, owner = self._evidence, self.params, self.owner
+        verdicts = _verdicts_by_subject(evidence, params)
+        peers = sorted(evidence.peers)
+        weights: dict[PeerId, float] = {owner: 1.0}
+        scores: dict[PeerId, Score] = {}
+        for _ in range(params.trust_rounds):
+            scores = {peer: _score(peer, evidence, verdicts.get(peer, []), weights, params)
+                      for peer in peers}
+            updated = {owner: 1.0, **{peer: verifier_weight(scores[peer]) for peer in peers}}
+            change = max((abs(updated[peer] - weights.get(peer, 0.0)) for peer in updated),
+                         default=0.0)
+            weights = updated
+            if change <= params.trust_tolerance:
+                break
+        return scores

@@ -38,13 +38,16 @@ def entry_row(entry: Entry) -> tuple[object, ...]:
             entry.signature, entry.time_ms, entry.anchor, entry.prev_hash, entry.hash)
 
 
-def open_read_only(path: Path) -> sqlite3.Connection:
+def open_read_only(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection that can only read the existing database at ``path`` (it creates nothing).
+
+    ``check_same_thread=False`` lets threads share it (the caller serialises their calls).
 
     Raises:
         sqlite3.Error: the file is missing or not a database.
     """
-    connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+    connection = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                                 check_same_thread=check_same_thread)
     connection.execute("PRAGMA query_only = ON")
     return connection
 

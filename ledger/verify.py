@@ -51,6 +51,15 @@ class VerifyReport:
     first_bad_seq: int | None  # the first bad entry; None when ok or not tied to an entry
     reason: str | None  # why the ledger is bad; None when ok
 
+    def summary(self) -> str:
+        """One line saying whether the ledger verified, and if not, where and why."""
+        if self.ok:
+            head = self.head_hash.hex() if self.head_hash is not None else "-"
+            return (f"OK {self.entries} entries, head {self.head_seq} {head} "
+                    f"(owner {self.owner}, {self.checkpoints} checkpoints)")
+        where = f"entry {self.first_bad_seq}" if self.first_bad_seq is not None else "ledger"
+        return f"BAD {where}: {self.reason} ({self.entries} entries verified before it)"
+
     def to_json(self) -> dict[str, object]:
         """A JSON-ready view (hashes in hex)."""
         return {"path": str(self.path), "ok": self.ok, "entries": self.entries,

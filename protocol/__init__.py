@@ -34,6 +34,7 @@ from .identity import (
     PeerId,
     peer_id_from_public_key,
     public_key_from_peer_id,
+    short_peer_id,
     verify_signature,
 )
 from .ids import AdapterId, ModelId, SessionId, new_session_id
@@ -117,6 +118,7 @@ __all__ = [
     "new_session_id",
     "peer_id_from_public_key",
     "public_key_from_peer_id",
+    "short_peer_id",
     "tensor_digest",
     "verify_merkle_proof",
     "verify_signature",

@@ -51,6 +51,11 @@ def peer_id_from_public_key(public_key: bytes) -> PeerId:
     return PeerId(b58encode(_PEER_ID_PREFIX + public_key))
 
 
+def short_peer_id(peer_id: str) -> str:
+    """A peer id cut to fit a table: its last 10 characters (every ed25519 id starts 12D3KooW)."""
+    return peer_id if len(peer_id) <= 12 else f"…{peer_id[-10:]}"
+
+
 def public_key_from_peer_id(peer_id: str) -> bytes:
     """Recover the ed25519 public key inlined in a libp2p peer id.
 

@@ -24,10 +24,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "heap": frozenset(),
     "gossip": frozenset({"protocol", "model", "ledger", "verifier", "net"}),
     "node": frozenset({"protocol", "model", "ledger", "verifier", "net", "gossip", "home", "heap"}),
+    # explorer: the `darwin` command (client/cli.py) dispatches `darwin explore` to it.
     "client": frozenset(
-        {"protocol", "model", "ledger", "verifier", "net", "gossip", "home", "heap"}
+        {"protocol", "model", "ledger", "verifier", "net", "gossip", "home", "heap", "explorer"}
     ),
-    "explorer": frozenset({"protocol", "ledger", "verifier", "home"}),
+    # gossip: the proof store (darwin.gossip.proof_store) is where a home keeps fraud proofs.
+    "explorer": frozenset({"protocol", "ledger", "verifier", "gossip", "home"}),
     "simulations": frozenset({"protocol", "ledger", "verifier", "client"}),
 }
 # Folders of top-level packages; darwin/ itself holds home.py, heap.py and the entry points.

@@ -17,6 +17,7 @@ from darwin.ledger import (
     FraudStatus,
     Record,
     ReputationParams,
+    ReputationState,
     Score,
     reputation,
     unknown_score,
@@ -87,6 +88,35 @@ def test_same_entries_give_the_same_scores_in_any_order() -> None:
     assert reputation(records + records[:10], now_ms=NOW, owner=OWNER.peer_id) == expected
     assert list(expected) == sorted(expected)
     assert OWNER.peer_id not in expected
+
+
+def test_the_state_fed_one_record_at_a_time_scores_as_reputation_does() -> None:
+    records = mixed_ledger()
+    expected = reputation(records, now_ms=NOW, owner=OWNER.peer_id)
+    state = ReputationState(OWNER.peer_id, now_ms=NOW)
+    for count, record in enumerate(records, 1):
+        assert state.add(record)
+        if count == len(records) // 2:  # a score read half-way matches the half ledger
+            assert state.scores() == reputation(records[:count], now_ms=NOW,
+                                                owner=OWNER.peer_id)
+    assert state.scores() == expected  # mixed_ledger is in canonical (time) order: bit-exact
+
+
+def test_the_state_counts_a_record_once_and_matches_in_any_order() -> None:
+    records = mixed_ledger()
+    expected = reputation(records, now_ms=NOW, owner=OWNER.peer_id)
+    shuffled = records[:]
+    random.Random(3).shuffle(shuffled)
+    state = ReputationState(OWNER.peer_id, now_ms=NOW)
+    assert all(state.add(record) for record in shuffled)
+    assert not any(state.add(record) for record in records[:10])  # replays change nothing
+    scores = state.scores()
+    assert list(scores) == list(expected)
+    for peer, got in scores.items():  # sums taken in another order: equal up to rounding
+        want = expected[peer]
+        assert (got.banned, got.probation) == (want.banned, want.probation)
+        assert got.trust == pytest.approx(want.trust, rel=1e-12)
+        assert got.successes == pytest.approx(want.successes, rel=1e-12)
 
 
 def test_scores_of_a_real_ledger_need_no_owner_argument(populated: object) -> None:
