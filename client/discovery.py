@@ -1,6 +1,7 @@
 """Finding who serves a model: DHT provider records per block, then each node's own info.
 
-Rules (DESIGN.md, "The inference path"; ``specs/forward-protocol.md``, ``/darwin/info/1``):
+Rules (``docs/architecture.md``, "The inference path"; ``specs/forward-protocol.md``,
+``/darwin/info/1``):
 - For every block the client asks the DHT for the providers announced under
   ``block_provider_key(model_id.hex(), block)``; records are only hints (a node may be gone).
 - Each distinct provider is asked for its `NodeInfo` once; the time from request to answer is

@@ -1,7 +1,7 @@
 """Autoregressive generation: embed on the client, blocks through the session, head on the client.
 
-The client holds the embeddings and the head (DESIGN.md); only hidden states travel. The first
-step is the prompt's prefill; every later step is one token.
+The client holds the embeddings and the head (``docs/architecture.md``); only hidden states
+travel. The first step is the prompt's prefill; every later step is one token.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Route finding: the cheapest chain of providers that covers every block of the model.
 
-Rules (DESIGN.md, "The inference path"; as Petals' sequence manager):
+Rules (``docs/architecture.md``, "The inference path"; as Petals' sequence manager):
 - A route is a list of hops ``(provider, start, end)`` whose spans chain from 0 to ``n_layers``;
   a hop may use any contiguous part of a provider's span.
 - Cost is expected latency: each hop pays the provider's round trip (the step latency the

@@ -1,6 +1,6 @@
 """An inference session over a chain of hops, checking every receipt as it arrives.
 
-Rules (DESIGN.md, "The inference path"):
+Rules (``docs/architecture.md``, "The inference path"; ``specs/forward-protocol.md``):
 - A step sends hidden states through the hops in order; hop k's output is hop k+1's input.
 - Each receipt must name the hop's node, the session, the step, the hop's span and positions,
   and the digests of exactly what the client sent and received; a bad receipt stops the step

@@ -1,6 +1,6 @@
 """`darwin submit`: one generation over the swarm, from a prompt to a verified trace.
 
-Rules (DESIGN.md, "The inference path" and "Command-line contract"):
+Rules (``docs/architecture.md``, "The inference path"; README, "Command line"):
 - The local checkpoint is read only for its config, tokenizer, embeddings and head
   (`ClientParts`) and its model id; the blocks run on the swarm's nodes.
 - The client joins through the bootstrap addresses as a DHT client (it stores no records),

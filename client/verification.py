@@ -1,6 +1,6 @@
 """The client's verification policy: which hops of a finished generation go to a verifier.
 
-Rules (DESIGN.md "Verification"; ``specs/verification.md`` section 8.1):
+Rules (``specs/verification.md`` section 8.1):
 - After generation, every hop (node, span) of the trace is sent to a verifier with probability
   ``verification_rate(score)`` (1 for a key on probation: every new key), or a fixed rate
   when the user overrides it. The choice is made after the node has answered every step, so

@@ -1,4 +1,4 @@
-"""The adversarial suite with real processes: every cheat of issue 4 is caught.
+"""The adversarial suite with real processes: every cheat of specs/verification.md §10 is caught.
 
 One local swarm of ``darwin-node join`` processes for the module: the bootstrap node serves
 blocks 0:2 and is the verifier (``--verify``, 3 s challenge timeout); an honest node serves 3:4.
