@@ -36,6 +36,7 @@ from darwin.client.client_ledger import (
     record_generation,
     standing,
 )
+from darwin.client.detokenize import decode_text
 from darwin.client.failover import FailoverEvent, FailoverSession
 from darwin.client.generation import generate
 from darwin.client.sampling import SamplingConfig
@@ -46,7 +47,7 @@ from darwin.ledger import Score
 from darwin.model import Checkpoint, ClientParts, load_tokenizer, model_id
 from darwin.model.torch_wire import torch_dtype
 from darwin.net.host import Host, HostConfig, open_host
-from darwin.protocol import Identity, ModelId, PeerId, Trace
+from darwin.protocol import Identity, ModelId, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +165,13 @@ class Submission:
         host_config = HostConfig(listen=(config.listen,), bootstrap=config.bootstrap,
                                  dht_server=False)
         identity = self.identity()
-        scores: dict[PeerId, Score] = {}
+        scores: dict[str, Score] = {}
         async with open_host(identity.seed, host_config) as host:
             if config.home is not None:
                 await catch_up_from(host, config.home, identity, host.connected_peers(),
                                     proof_checker(self.checkpoint, self.model_id))
-                scores = standing(config.home, identity)
+                scores = {str(peer): score
+                          for peer, score in standing(config.home, identity).items()}
             client = await SwarmClient.connect(host, self.model_id, self.n_layers, config.swarm,
                                                scores)
             parts = await trio.to_thread.run_sync(
@@ -190,13 +192,13 @@ class Submission:
                          session_id=session.info.session_id)
             result = SubmitResult(
                 model_id=self.model_id, prompt_ids=self.prompt_ids, token_ids=tokens,
-                text=self.tokenizer.decode(tokens), route=route_of(session), trace=trace,
+                text=decode_text(self.tokenizer, tokens), route=route_of(session), trace=trace,
                 steps=session.next_step, failovers=list(session.failovers))
             checks = await self._verify(host, client, session, result, scores)
         return dataclasses.replace(result, verification=checks)
 
     async def _verify(self, host: Host, client: SwarmClient, session: FailoverSession,
-                      result: SubmitResult, scores: dict[PeerId, Score]) -> list[HopCheck]:
+                      result: SubmitResult, scores: dict[str, Score]) -> list[HopCheck]:
         """Send the hops the policy draws to verifiers (see `darwin.client.verification`)."""
         config = self.config.verification
         hops = [(hop.peer_id, hop.start, hop.end) for hop in result.trace_hops()]

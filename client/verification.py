@@ -36,11 +36,13 @@ from darwin.ledger import (
     FraudStatus,
     Ledger,
     Score,
+    VerdictOutcome,
     unknown_score,
     verification_rate,
 )
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
+from darwin.ledger.entries import RefValue
 from darwin.model import Checkpoint
 from darwin.net.framing import TransportError
 from darwin.net.host import Host
@@ -208,10 +210,11 @@ class HopVerifier:
         subject, verifier = str(body.subject), str(body.verifier)
         with Ledger.open(self.home / LEDGER_FILE, identity) as ledger:
             if status != "refuted":
-                refs = {"verifier": verifier, "challenge": body.challenge_digest,
-                        "layer": body.layer, "step": body.step}
+                refs: dict[str, RefValue] = {"verifier": verifier,
+                                             "challenge": body.challenge_digest,
+                                             "layer": body.layer, "step": body.step}
                 ledger.append(EntryKind.VERDICT, subject,
-                              VerdictEntry(body.outcome.value, refs))
+                              VerdictEntry(VerdictOutcome(body.outcome.value), refs))
             if answer.fraud_proof is None:
                 return
             digest = proof_hash(answer.fraud_proof)

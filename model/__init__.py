@@ -37,7 +37,7 @@ from .model_id import (
     model_id,
 )
 from .registry import family_class, supported_model_types
-from .span_runner import SpanOutput, SpanRunner, SpanSession
+from .span_runner import Span, SpanOutput, SpanRunner, SpanSession
 from .tiny import TINY_FAMILIES, make_tiny
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "ModelError",
     "ModelId",
     "SessionLengthExceeded",
+    "Span",
     "SpanOutOfRange",
     "SpanOutput",
     "SpanRunner",

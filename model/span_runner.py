@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from .checkpoint import Checkpoint
 from .errors import InvalidInput, SessionLengthExceeded, SpanOutOfRange
+from .family import Family
 from .kv_cache import SpanKVCache
 from .streaming import BlockSource, ResidentBlocks, StreamingBlocks
 
-__all__ = ["SpanOutput", "SpanRunner", "SpanSession"]
+__all__ = ["Span", "SpanOutput", "SpanRunner", "SpanSession"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,22 @@ class SpanSession:
     batch_size: int | None = None  # fixed by the first step
     cache: SpanKVCache | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Span(Protocol):
+    """What serving a span needs of it: `SpanRunner`, or a wrapper around one."""
+
+    checkpoint: Checkpoint
+    family: Family
+    start: int
+    end: int
+    dtype: torch.dtype
+
+    def sub_span(self, start: int, end: int) -> Span: ...
+
+    def new_session(self, max_length: int) -> SpanSession: ...
+
+    def forward(self, session: SpanSession, hidden: torch.Tensor) -> SpanOutput: ...
 
 
 class SpanRunner:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from darwin.model import SpanOutput, SpanRunner, SpanSession
+from darwin.model import Span, SpanOutput, SpanRunner, SpanSession
 from darwin.model.torch_wire import from_wire, to_wire
 from darwin.net.framing import FrameConfig, FramedStream, TransportError
 from darwin.net.host import Stream, StreamHandler, stream_peer_id
@@ -106,6 +106,7 @@ def compose(cheat: Cheat | None, served: ServedSpan | None,
             runner, served.identity, served.commit, served.store))
     if cheat is Cheat.WEIGHTS:
         logger.warning("CHEAT weights: layer %d perturbed by 1%% (test only)", last)
+        assert isinstance(served.runner, SpanRunner), "weights are perturbed where they live"
         perturb_layer(served.runner, last)
         return parts
     if cheat in (Cheat.MISMATCH, Cheat.REPLAY):
@@ -127,7 +128,7 @@ def _noised(tensor: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 class CheatingSpan:
-    """A runner that cheats at its last layer; it looks like a `SpanRunner` to the node.
+    """A runner that cheats at its last layer; it is a `Span` to the node.
 
     Args:
         inner: the runner that computes (for ``bf16``: loaded in bfloat16).
@@ -136,7 +137,7 @@ class CheatingSpan:
         dtype: the dtype it commits in and announces.
     """
 
-    def __init__(self, inner: SpanRunner, mode: Cheat, dtype: torch.dtype) -> None:
+    def __init__(self, inner: Span, mode: Cheat, dtype: torch.dtype) -> None:
         assert mode in COMPUTE_CHEATS
         self.inner, self.mode, self.dtype = inner, mode, dtype
         self.checkpoint, self.family = inner.checkpoint, inner.family
@@ -171,7 +172,7 @@ def perturb_layer(runner: SpanRunner, layer: int, scale: float = 0.01, seed: int
             parameter.mul_(1 + scale * noise.to(parameter.dtype))
 
 
-class TamperedAnswers(ServedSpan):  # type: ignore[misc]  # (mypy sees darwin.node as Any)
+class TamperedAnswers(ServedSpan):
     """The served span of a ``mismatch`` or ``replay`` node: every step is computed, committed
     and retained honestly, then what is returned is tampered."""
 
@@ -188,7 +189,7 @@ class TamperedAnswers(ServedSpan):  # type: ignore[misc]  # (mypy sees darwin.no
 
 
 @dataclass
-class _TamperedSession(SessionCompute):  # type: ignore[misc]  # (as TamperedAnswers)
+class _TamperedSession(SessionCompute):
     """A session of `TamperedAnswers`."""
 
     cheat: Cheat = Cheat.MISMATCH

@@ -156,7 +156,8 @@ async def start_node(config: NodeConfig) -> AsyncIterator[Node]:
     """
     identity = _identity(config.home)
     checkpoint, mid = await trio.to_thread.run_sync(
-        partial(_open_model, config), abandon_on_cancel=True
+        # trio-typing's stubs (a py-libp2p dependency) predate abandon_on_cancel
+        partial(_open_model, config), abandon_on_cancel=True  # type: ignore[call-arg]
     )
     if config.blocks is not None:
         _check_span(config.blocks, checkpoint)
@@ -206,7 +207,8 @@ async def _serve_node(w: Wiring) -> AsyncIterator[Node]:
     served = challenges = sessions = None
     if config.serve_blocks:
         span = config.blocks or await _auto_span(w)
-        runner = await trio.to_thread.run_sync(_load, w, span, abandon_on_cancel=True)
+        runner = await trio.to_thread.run_sync(  # abandon_on_cancel: as in start_node
+            _load, w, span, abandon_on_cancel=True)  # type: ignore[call-arg]
         store = RetentionStore(w.identity, config.retention)
         served = ServedSpan(runner, w.identity, CommitConfig(w.model_id, config.retention_s),
                             store)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from darwin.model import SpanOutput, SpanRunner, SpanSession
+from darwin.model import Span, SpanOutput, SpanSession
 from darwin.model.torch_wire import digest_all
 from darwin.protocol import (
     AdapterId,
@@ -44,9 +44,9 @@ class CommitConfig:
 
 
 class CommittedSpan:
-    """A `SpanRunner` whose every step yields a receipt signed by the node's identity."""
+    """A `Span` whose every step yields a receipt signed by the node's identity."""
 
-    def __init__(self, runner: SpanRunner, identity: Identity, config: CommitConfig) -> None:
+    def __init__(self, runner: Span, identity: Identity, config: CommitConfig) -> None:
         self.runner = runner
         self.identity = identity
         self.config = config

@@ -2,7 +2,7 @@
 
 Rules:
 - The span is loaded once at startup; a session runs on it or on a sub-span view of it
-  (``SpanRunner.sub_span``: the same blocks, nothing loaded twice).
+  (``Span.sub_span``: the same blocks, nothing loaded twice).
 - Everything here is synchronous torch work for a worker thread; the stream handler only
   decodes, checks and encodes around it.
 - A step either returns the encoded `StepResult` or raises ``ModelError`` having changed
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from darwin.model import SpanRunner, SpanSession
+from darwin.model import Span, SpanSession
 from darwin.model.torch_wire import from_wire, to_wire, wire_dtype
 from darwin.node.serving.committed_span import CommitConfig, CommittedSpan, CommittedStep
 from darwin.node.serving.retention import RetentionStore
@@ -72,7 +72,7 @@ class SessionCompute:
 class ServedSpan:
     """The node's loaded span, its identity and what every receipt states."""
 
-    def __init__(self, runner: SpanRunner, identity: Identity, commit: CommitConfig,
+    def __init__(self, runner: Span, identity: Identity, commit: CommitConfig,
                  store: RetentionStore | None = None) -> None:
         self.runner = runner
         self.identity = identity

@@ -35,9 +35,10 @@ import trio
 
 from darwin.gossip.proof_store import ProofStore, ProofTooLarge
 from darwin.gossip.verdicts import Publish, publish_or_log
-from darwin.ledger import EntryKind, FraudStatus, Ledger, Record
+from darwin.ledger import EntryKind, FraudStatus, Ledger, Record, VerdictOutcome
 from darwin.ledger import FraudProof as FraudProofEntry
 from darwin.ledger import Verdict as VerdictEntry
+from darwin.ledger.entries import RefValue
 from darwin.net.framing import FrameConfig, FramedStream, FrameTooLarge, TransportError
 from darwin.net.host import Host, Stream, stream_peer_id
 from darwin.net.protocols import CHALLENGE_PROTOCOL
@@ -172,11 +173,11 @@ class VerifyHandler:
         """
         judgement = self.verifier.judge(challenge, reveal, asked_ms=asked_ms)
         body = judgement.verdict.body
-        refs: dict[str, str | bytes | int | bool | None] = {
+        refs: dict[str, RefValue] = {
             "challenge": body.challenge_digest, "session": body.session_id,
             "step": body.step, "layer": body.layer}
         entry = self.ledger.append(EntryKind.VERDICT, str(body.subject),
-                                   VerdictEntry(body.outcome.value, refs))
+                                   VerdictEntry(VerdictOutcome(body.outcome.value), refs))
         if judgement.fraud_proof is None:
             return judgement, None, [entry.record]
         proof = judgement.fraud_proof.to_wire()
