@@ -3,12 +3,18 @@
 The model is cut over three spans as in the swarm benchmark. For each span and each step of a
 session (a prefill of each prompt length, then decode steps), it times, on the real serving
 code: the span's forward (`SpanRunner.forward`), the commitment (`CommittedSpan.commit`:
-BLAKE2b of every layer input and the output, the Merkle root, the signed receipt; the span's
+BLAKE3 of every layer input and the output, the Merkle root, the signed receipt; the span's
 input is hashed once, when the node checks the request's ``input_hash``, and that digest is
 reused as the first leaf, so it is not timed here) and the
 retention of the step for challenges (`RetentionStore.put`, in memory as configured by default,
 and with every step spilled to disk). Each is summed over the spans and shown as a share of the
 step (compute + commitment + retention).
+
+Paired in the same run, on the same forward outputs, it times the BLAKE2b-256 commitment that
+BLAKE3 replaced (``--hash``): the leaves hashed with hashlib behind the old digest header, large
+ones on a thread pool, the Merkle root with BLAKE2b, then the same receipt signed by the serving
+code. The two take turns going first, step by step, so neither always finds the caches cold
+after the forward pass. That path lives here only; the product has no switch.
 
 Run: ``.venv/bin/python bench/commitments.py`` (the ~270M Llama-style model of the other
 benchmarks, generated once into bench/out/; nothing is downloaded); ``--smoke`` runs a
@@ -18,12 +24,16 @@ seconds-long version on a 4x64 model.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import itertools
 import os
 import statistics
+import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -34,14 +44,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from darwin.model import Checkpoint, ClientParts, SpanRunner, make_tiny
-from darwin.model.torch_wire import digest
-from darwin.node.serving.committed_span import CommitConfig, CommittedSpan
-from darwin.node.serving.retention import RetentionConfig, RetentionStore
-from darwin.protocol import Identity, ModelId, new_session_id
+from darwin.model import Checkpoint, ClientParts, SpanOutput, SpanRunner, make_tiny
+from darwin.model.torch_wire import bytes_view, digest, wire_dtype
+from darwin.node.config import RetentionConfig
+from darwin.node.serving.committed_span import CommitConfig, CommittedSpan, CommittedStep
+from darwin.node.serving.retention import RetentionStore
+from darwin.protocol import Identity, ModelId, SessionId, new_session_id
 
 MODEL_ID = ModelId(b"\x01" * 32)
 T = TypeVar("T")
+
+
+HASHES = ("blake3", "blake2b")
 
 
 @dataclass(frozen=True)
@@ -49,9 +63,65 @@ class StepCost:
     """Seconds one span spent on one step: computing it, committing to it, retaining it."""
 
     compute: float
-    commit: float
+    commit: float  # BLAKE3, as served
+    commit_blake2b: float  # the BLAKE2b commitment it replaced, on the same output
     retain: float
     spill: float  # retention with the step written to disk instead
+
+
+_FIELDS = ("compute", "commit", "commit_blake2b", "retain", "spill")
+
+
+# -- the BLAKE2b-256 commitment BLAKE3 replaced (specs before the switch) -----------------------
+
+_BLAKE2B_TENSOR_TAG = b"darwin/tensor/1\0"
+_BLAKE2B_PARALLEL_BYTES = 64 * 1024  # from here its leaves went to the thread pool
+
+
+def _blake2b(*parts: bytes) -> bytes:
+    return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
+
+
+@functools.cache
+def _blake2b_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="blake2b")
+
+
+def blake2b_leaves(tensors: Sequence[torch.Tensor]) -> tuple[bytes, ...]:
+    """BLAKE2b-256 tensor digests: the header hashed once and copied, large leaves in parallel."""
+    first = tensors[0]
+    header = hashlib.blake2b(digest_size=32)
+    header.update(_BLAKE2B_TENSOR_TAG + struct.pack(
+        f"<BB{first.dim()}Q", wire_dtype(first.dtype).code, first.dim(), *first.shape))
+
+    def one(view: memoryview) -> bytes:
+        hasher = header.copy()
+        hasher.update(view)
+        return hasher.digest()
+
+    views = [bytes_view(t) for t in tensors]
+    if len(views) < 2 or views[0].nbytes < _BLAKE2B_PARALLEL_BYTES:
+        return tuple(one(view) for view in views)
+    return tuple(_blake2b_pool().map(one, views))
+
+
+def blake2b_root(leaves: Sequence[bytes]) -> bytes:
+    """The BLAKE2b-256 Merkle root of the same tree (leaf, node and count-bound root tags)."""
+    level = [_blake2b(b"\x00", leaf) for leaf in leaves]
+    while len(level) > 1:
+        paired = [_blake2b(b"\x01", level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = [*paired, level[-1]] if len(level) % 2 else paired
+    return _blake2b(b"\x02", struct.pack("<Q", len(leaves)), level[0])
+
+
+def blake2b_commit(span: CommittedSpan, result: SpanOutput, session_id: SessionId, step: int,
+                   position: int, input_digest: bytes) -> CommittedStep:
+    """`CommittedSpan.commit` as it was with BLAKE2b-256, signed by the same serving code."""
+    leaves = (input_digest, *blake2b_leaves((*result.layer_inputs[1:], result.hidden)))
+    return span.signed(result, leaves, blake2b_root(leaves), session_id, step, position)
+
+
+# -- timing ---------------------------------------------------------------------------------
 
 
 def _timed(fn: Callable[[], T]) -> tuple[float, T]:
@@ -68,32 +138,43 @@ def _model(args: argparse.Namespace) -> Path:
 
 
 def _session(span: CommittedSpan, steps: list[torch.Tensor], store: RetentionStore,
-             spill: RetentionStore) -> list[StepCost]:
-    """Serve one session of `steps` (hidden states) and time each part of each step."""
+             spill: RetentionStore, hashes: tuple[str, ...], turn: int) -> list[StepCost]:
+    """Serve one session of `steps` (hidden states) and time each part of each step; the
+    commitments of `hashes` take turns going first (`turn` offsets whose turn it is)."""
     runner, session_id = span.runner, new_session_id()
     session = runner.new_session(sum(t.shape[1] for t in steps))
     costs = []
     for index, hidden in enumerate(steps):
         position = session.position
-        input_digest = digest(hidden)  # hashed when the node decodes the request: not timed
+        # Hashed when the node decodes the request: not timed.
+        input_digest = {"blake3": digest(hidden), "blake2b": blake2b_leaves([hidden])[0]}
         compute, output = _timed(lambda: runner.forward(session, hidden))  # noqa: B023
-        commit, done = _timed(
-            lambda: span.commit(output, session_id, index, position,  # noqa: B023
-                                input_digest=input_digest))  # noqa: B023
+        commits = {
+            "blake3": lambda: span.commit(output, session_id, index, position,  # noqa: B023
+                                          input_digest=input_digest["blake3"]),  # noqa: B023
+            "blake2b": lambda: blake2b_commit(span, output, session_id, index,  # noqa: B023
+                                              position, input_digest["blake2b"]),  # noqa: B023
+        }
+        first = (index + turn) % len(hashes)
+        order = hashes[first:] + hashes[:first]
+        timed = {name: _timed(commits[name]) for name in order}
+        done = timed[hashes[0]][1]
         retain, _ = _timed(lambda: store.put(done))  # noqa: B023
         spilled, _ = _timed(lambda: spill.put(done))  # noqa: B023
-        costs.append(StepCost(compute, commit, retain, spilled))
+        seconds = {name: timed[name][0] if name in timed else float("nan") for name in HASHES}
+        costs.append(StepCost(compute, seconds["blake3"], seconds["blake2b"], retain, spilled))
     return costs
 
 
-def _span_costs(span: CommittedSpan, steps: list[torch.Tensor], repeats: int,
-                spill_dir: Path) -> tuple[StepCost, StepCost]:
+def _span_costs(span: CommittedSpan, steps: list[torch.Tensor], repeats: int, spill_dir: Path,
+                hashes: tuple[str, ...]) -> tuple[StepCost, StepCost]:
     """(prefill, decode) medians of one span over `repeats` sessions of `steps`."""
     store = RetentionStore(span.identity, RetentionConfig(memory_bytes=2**40))
     spill = RetentionStore(span.identity, RetentionConfig(memory_bytes=0, directory=spill_dir))
     try:
-        _session(span, steps[:2], store, spill)  # warm-up
-        sessions = [_session(span, steps, store, spill) for _ in range(repeats)]
+        _session(span, steps[:2], store, spill, hashes, 0)  # warm-up
+        sessions = [_session(span, steps, store, spill, hashes, turn)
+                    for turn in range(repeats)]
     finally:
         spill.close()
         store.close()
@@ -103,18 +184,16 @@ def _span_costs(span: CommittedSpan, steps: list[torch.Tensor], repeats: int,
 
 
 def _median(costs: list[StepCost]) -> StepCost:
-    return StepCost(*(statistics.median(getattr(c, name) for c in costs)
-                      for name in ("compute", "commit", "retain", "spill")))
+    return StepCost(*(statistics.median(getattr(c, name) for c in costs) for name in _FIELDS))
 
 
 def _total(costs: list[StepCost]) -> StepCost:
-    return StepCost(*(sum(getattr(c, name) for c in costs)
-                      for name in ("compute", "commit", "retain", "spill")))
+    return StepCost(*(sum(getattr(c, name) for c in costs) for name in _FIELDS))
 
 
-def _share(cost: StepCost) -> float:
-    """Commitment and in-memory retention as a share of the whole step."""
-    overhead = cost.commit + cost.retain
+def _share(cost: StepCost, commit: float) -> float:
+    """A commitment (`commit` seconds) and in-memory retention as a share of the whole step."""
+    overhead = commit + cost.retain
     return overhead / (cost.compute + overhead)
 
 
@@ -136,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-lengths", default="128,1024")
     parser.add_argument("--decode", type=int, default=24, help="decode steps per session")
     parser.add_argument("--repeats", type=int, default=3, help="sessions per span and prompt")
+    parser.add_argument("--hash", choices=("both", *HASHES), default="both",
+                        help="the commitments timed: BLAKE3 as served, the BLAKE2b one it "
+                             "replaced, or both paired (default)")
     parser.add_argument("--smoke", action="store_true", help="a 4x64 model, seconds")
     args = parser.parse_args(argv)
+    hashes = HASHES if args.hash == "both" else (args.hash,)
     if args.smoke:
         args.layers, args.hidden, args.vocab = 4, 64, 512
         args.prompt_lengths, args.decode, args.repeats = "16", 4, 1
@@ -149,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=150)
     console.print(f"model {checkpoint.path.name}, fp32, {torch.get_num_threads()} threads, "
                   f"spans {' '.join(f'[{a}, {b})' for a, b in spans)}, {args.decode} decode "
-                  f"steps x {args.repeats} sessions per prompt")
+                  f"steps x {args.repeats} sessions per prompt, {' vs '.join(hashes)}")
     lengths = [int(x) for x in args.prompt_lengths.split(",")]
     results: dict[int, list[tuple[StepCost, StepCost]]] = {length: [] for length in lengths}
     with torch.inference_mode(), tempfile.TemporaryDirectory() as spill_dir:
@@ -158,23 +241,31 @@ def main(argv: list[str] | None = None) -> int:
                                  CommitConfig(MODEL_ID, retention_s=600))
             for length in lengths:
                 steps = hidden_steps(checkpoint, length, args.decode)
-                results[length].append(_span_costs(span, steps, args.repeats, Path(spill_dir)))
-    console.print(_table(results))
+                results[length].append(
+                    _span_costs(span, steps, args.repeats, Path(spill_dir), hashes))
+    console.print(_table(results, hashes))
     return 0
 
 
-def _table(results: dict[int, list[tuple[StepCost, StepCost]]]) -> Table:
+def _table(results: dict[int, list[tuple[StepCost, StepCost]]], hashes: Sequence[str]) -> Table:
     table = Table(title="serving overhead of commitments per step, summed over the spans")
-    for column in ("step", "compute ms", "hash+Merkle+sign ms", "retain ms", "share",
-                   "worst span", "retain on disk ms"):
+    columns = {"blake3": ("blake3 hash+Merkle+sign ms", "blake3 share", "worst span"),
+               "blake2b": ("blake2b hash+Merkle+sign ms", "blake2b share", "worst span")}
+    for column in ("step", "compute ms", "retain ms",
+                   *(c for name in hashes for c in columns[name]), "retain on disk ms"):
         table.add_column(column, justify="right")
     for length, per_span in results.items():
         for label, pick in ((f"prefill {length}", 0), (f"decode after {length}", 1)):
             costs = [pair[pick] for pair in per_span]
             total = _total(costs)
-            table.add_row(label, f"{total.compute * 1e3:.1f}", f"{total.commit * 1e3:.2f}",
-                          f"{total.retain * 1e3:.2f}", f"{_share(total):.2%}",
-                          f"{max(_share(c) for c in costs):.2%}", f"{total.spill * 1e3:.1f}")
+            cells = []
+            for name in hashes:
+                field = "commit" if name == "blake3" else "commit_blake2b"
+                cells += [f"{getattr(total, field) * 1e3:.2f}",
+                          f"{_share(total, getattr(total, field)):.2%}",
+                          f"{max(_share(c, getattr(c, field)) for c in costs):.2%}"]
+            table.add_row(label, f"{total.compute * 1e3:.1f}", f"{total.retain * 1e3:.2f}",
+                          *cells, f"{total.spill * 1e3:.1f}")
     return table
 
 

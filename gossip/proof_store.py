@@ -1,4 +1,4 @@
-"""Fraud proofs kept by content: ``<home>/fraud-proofs/<BLAKE2b-256 hex>.proof``.
+"""Fraud proofs kept by content: ``<home>/fraud-proofs/<proof_hash hex>.proof``.
 
 Rules (normative text: ``specs/gossip.md`` section 6):
 

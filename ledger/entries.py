@@ -249,7 +249,7 @@ class FraudProof:
 
     KIND: ClassVar[EntryKind] = EntryKind.FRAUD_PROOF
     status: FraudStatus
-    proof_hash: bytes  # BLAKE2b-256 of the proof's bytes, which are kept elsewhere
+    proof_hash: bytes  # BLAKE3-256 of the proof's bytes, which are kept elsewhere
     accuser: str
 
     def __post_init__(self) -> None:

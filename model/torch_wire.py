@@ -2,18 +2,14 @@
 
 Rules: only the protocol's dtype allowlist crosses; the canonical bytes are the tensor's
 memory on a little-endian host (every platform torch ships for), so a digest hashes that memory
-without copying it. A step's many leaves are hashed on a small thread pool once they are large
-(hashlib releases the GIL while it hashes), because at prefill sizes BLAKE2b's throughput, not
-Python, is what a receipt costs.
+without copying it. A step's leaves share one dtype and shape, so their digest key is derived
+once; a large leaf is hashed on BLAKE3's own threads (``darwin.protocol.hashing``).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -46,17 +42,16 @@ def torch_dtype(dtype: DType) -> torch.dtype:
     return _TO_TORCH[dtype]
 
 
-# Below this many bytes per tensor, a thread hand-off costs more than hashing in place.
-_PARALLEL_DIGEST_BYTES = 64 * 1024
-
-
-def _bytes_view(tensor: torch.Tensor) -> memoryview:
-    """The tensor's memory as a buffer; no torch call at all for the usual contiguous case."""
-    if tensor.device.type != "cpu" or not tensor.is_contiguous() or tensor.requires_grad:
-        tensor = tensor.detach().cpu().contiguous()
+def bytes_view(tensor: torch.Tensor) -> memoryview:
+    """The tensor's memory as bytes, not copied: for the usual contiguous host tensor one torch
+    call (``numpy``), since each one costs microseconds right after a forward pass."""
     if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16; the bytes are what count
         tensor = tensor.view(torch.int16)
-    return tensor.numpy().data  # a memoryview of the same memory
+    try:
+        view = tensor.numpy().data  # a memoryview of the same memory
+    except (RuntimeError, TypeError):  # part of an autograd graph, or on an accelerator
+        view = tensor.detach().cpu().contiguous().numpy().data
+    return view.cast("B") if view.c_contiguous else bytes_view(tensor.contiguous())
 
 
 def digest(tensor: torch.Tensor) -> bytes:
@@ -65,11 +60,11 @@ def digest(tensor: torch.Tensor) -> bytes:
     Raises:
         LocalProtocolError: for a dtype outside the allowlist.
     """
-    return tensor_digest(wire_dtype(tensor.dtype), tuple(tensor.shape), _bytes_view(tensor))
+    return tensor_digest(wire_dtype(tensor.dtype), tuple(tensor.shape), bytes_view(tensor))
 
 
 def digest_all(tensors: Sequence[torch.Tensor]) -> tuple[bytes, ...]:
-    """The digests of a step's tensors (one dtype and shape) in order; large ones concurrently.
+    """The digests of a step's tensors (one dtype and shape) in order.
 
     Raises:
         LocalProtocolError: for a dtype outside the allowlist.
@@ -81,15 +76,7 @@ def digest_all(tensors: Sequence[torch.Tensor]) -> tuple[bytes, ...]:
     if any(t.dtype != first.dtype or t.shape != first.shape for t in tensors):
         raise ValueError("a step's tensors share one dtype and shape")
     hasher = TensorHasher(wire_dtype(first.dtype), tuple(first.shape))
-    views = [_bytes_view(t) for t in tensors]
-    if len(views) < 2 or views[0].nbytes < _PARALLEL_DIGEST_BYTES:
-        return tuple(hasher.digest(view) for view in views)
-    return tuple(_digest_pool().map(hasher.digest, views))
-
-
-@functools.cache
-def _digest_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="digest")
+    return tuple(hasher.digest(bytes_view(t)) for t in tensors)
 
 
 def to_wire(tensor: torch.Tensor, digest: bytes | None = None) -> WireTensor:
@@ -101,7 +88,7 @@ def to_wire(tensor: torch.Tensor, digest: bytes | None = None) -> WireTensor:
     Raises:
         LocalProtocolError: for a dtype outside the allowlist.
     """
-    args = (wire_dtype(tensor.dtype), tuple(tensor.shape), _bytes_view(tensor).tobytes())
+    args = (wire_dtype(tensor.dtype), tuple(tensor.shape), bytes_view(tensor).tobytes())
     return WireTensor(*args) if digest is None else WireTensor.hashed(*args, digest)
 
 

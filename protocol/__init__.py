@@ -29,6 +29,7 @@ from .errors import (
     TraceError,
 )
 from .fraud_proof import FraudProof
+from .hashing import HASH_ALG
 from .identity import (
     Identity,
     PeerId,
@@ -63,6 +64,7 @@ from .wire import PROTOCOL_VERSION, WireLimits
 
 __all__ = [
     "CHALLENGE_LIMITS",
+    "HASH_ALG",
     "MAX_CHALLENGE_STEPS",
     "PROTOCOL_VERSION",
     "AdapterId",

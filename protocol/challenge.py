@@ -21,13 +21,13 @@ Rules (layout in ``specs/verification.md``):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
 from .errors import LocalProtocolError, RemoteProtocolError, SignatureError, blame_peer
+from .hashing import hash256
 from .identity import SIGNATURE_SIZE, Identity, PeerId, verify_signature
 from .ids import DIGEST_SIZE, AdapterId, ModelId, SessionId
 from .merkle import MerkleProof, verify_merkle_proof
@@ -68,8 +68,8 @@ class UnattributableReveal(RemoteProtocolError):
 
 
 def receipt_digest(receipt: Receipt) -> bytes:
-    """BLAKE2b-256 of a receipt's signed bytes: the receipt's name inside a challenge."""
-    return hashlib.blake2b(receipt.body.signing_bytes(), digest_size=DIGEST_SIZE).digest()
+    """``H`` of a receipt's signed bytes: the receipt's name inside a challenge."""
+    return hash256(receipt.body.signing_bytes())
 
 
 def _envelope(kind: str, fields: dict[str, object]) -> dict[str, object]:
@@ -194,10 +194,10 @@ class Challenge:
     def _digest(self) -> bytes:
         names = [receipt_digest(receipt) for receipt in self.receipts]
         payload = CHALLENGE_DOMAIN + pack([self.layer, self.step, names])
-        return hashlib.blake2b(payload, digest_size=DIGEST_SIZE).digest()
+        return hash256(payload)
 
     def digest(self) -> bytes:
-        """BLAKE2b-256 binding the layer, the step and every receipt (computed once)."""
+        """``H`` binding the layer, the step and every receipt (computed once)."""
         return self._digest
 
     def verify(self) -> None:

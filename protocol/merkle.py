@@ -1,4 +1,4 @@
-"""BLAKE2b-256 Merkle trees over a span's per-layer hashes, with inclusion proofs.
+"""BLAKE3-256 Merkle trees over a span's per-layer hashes, with inclusion proofs.
 
 Rules (layout in ``specs/receipts-and-traces.md``):
 
@@ -13,12 +13,12 @@ Rules (layout in ``specs/receipts-and-traces.md``):
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import LocalProtocolError, blame_peer
+from .hashing import hash256
 from .schema import U32_MAX, MapReader, require_bytes, require_int
 
 HASH_SIZE = 32
@@ -27,7 +27,7 @@ _LEAF, _NODE, _ROOT = b"\x00", b"\x01", b"\x02"
 
 
 def _hash(*parts: bytes) -> bytes:
-    return hashlib.blake2b(b"".join(parts), digest_size=HASH_SIZE).digest()
+    return hash256(b"".join(parts))
 
 
 def _next_level(level: Sequence[bytes]) -> list[bytes]:

@@ -2,7 +2,7 @@
 
 Rules (layout in ``specs/gossip.md`` section 6):
 
-* A fraud proof is named by ``proof_hash(bytes) = BLAKE2b-256(bytes)`` over its encoded form
+* A fraud proof is named by ``proof_hash(bytes) = H(bytes)`` (BLAKE3-256) over its encoded form
   (``FraudProof.to_wire()``, the bytes a proof file holds). Gossip and ledgers carry only
   that hash; the bytes travel over ``/darwin/proof/1``.
 * ``proof_request`` (asker → holder) names one hash; ``proof_answer`` (holder → asker)
@@ -15,12 +15,12 @@ Rules (layout in ``specs/gossip.md`` section 6):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
 from .challenge import _envelope, open_envelope
 from .errors import LocalProtocolError, RemoteProtocolError, blame_peer
+from .hashing import hash256
 from .ids import DIGEST_SIZE
 from .messages import ErrorFrame
 from .schema import require_bytes
@@ -43,8 +43,8 @@ _REQUEST_LIMITS = WireLimits(max_message_bytes=MAX_PROOF_REQUEST_BYTES, max_str_
 
 
 def proof_hash(data: bytes) -> bytes:
-    """The content hash that names an encoded fraud proof: BLAKE2b-256 of its bytes."""
-    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
+    """The content hash that names an encoded fraud proof: ``H`` of its bytes."""
+    return hash256(data)
 
 
 @dataclass(frozen=True)

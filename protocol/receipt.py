@@ -6,6 +6,9 @@ Rules (layout in ``specs/receipts-and-traces.md``):
   commits to the span's input, its output and every layer input through ``layer_root``: the
   Merkle root over ``[input of layer span_start, ..., input of layer span_end - 1, output]``,
   so leaf 0 is ``input_hash`` and the last leaf is ``output_hash``.
+* The body names its commitment hash (``hash_alg``, always ``HASH_ALG``): a receipt of the
+  BLAKE2b-256 scheme before it (no ``hash_alg``, signed under ``darwin/receipt/1``) is refused
+  by name when decoded, never checked against BLAKE3 digests.
 * The signed bytes are ``RECEIPT_DOMAIN`` followed by the canonical msgpack array of the body
   fields in ``BODY_FIELDS`` order; the signer is ``node_id``'s ed25519 key.
 * Decoding checks the form of a receipt only; ``Receipt.verify`` checks the signature.
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from .errors import LocalProtocolError, RemoteProtocolError, blame_peer
+from .hashing import HASH_ALG, check_hash_alg
 from .identity import SIGNATURE_SIZE, Identity, PeerId, public_key_from_peer_id, verify_signature
 from .ids import (
     DIGEST_SIZE,
@@ -38,7 +42,7 @@ from .schema import (
 )
 from .wire import pack
 
-RECEIPT_DOMAIN = b"darwin/receipt/1\0"
+RECEIPT_DOMAIN = b"darwin/receipt/2\0"
 
 
 def layer_root_for(layer_input_digests: Sequence[bytes], output_digest: bytes) -> bytes:
@@ -82,6 +86,7 @@ class ReceiptBody:
     node_id: PeerId  # the signer
     time_ms: int  # signer's clock, Unix milliseconds
     retention_s: int  # seconds the activations are kept for challenges
+    hash_alg: str = HASH_ALG  # the hash of every digest above; no other is accepted
 
     def __post_init__(self) -> None:
         require_bytes("model_id", self.model_id, DIGEST_SIZE)
@@ -95,6 +100,8 @@ class ReceiptBody:
         require_int("position_count", self.position_count, 1, U32_MAX + 1 - self.position_start)
         require_int("time_ms", self.time_ms, 0, U64_MAX)
         require_int("retention_s", self.retention_s, 0, U32_MAX)
+        if self.hash_alg != HASH_ALG:
+            raise LocalProtocolError(f"hash_alg must be {HASH_ALG}")
         try:
             public_key_from_peer_id(self.node_id)
         except RemoteProtocolError as exc:
@@ -153,8 +160,10 @@ class Receipt:
         """Decode a receipt a peer sent; does not check the signature.
 
         Raises:
-            RemoteProtocolError: if the map is malformed or a field is out of range.
+            RemoteProtocolError: if the map names no or another ``hash_alg`` (a receipt of
+                another commitment scheme), is malformed, or a field is out of range.
         """
+        check_hash_alg(obj, "receipt")
         reader = MapReader(obj, (*BODY_FIELDS, "signature"), "receipt")
         with blame_peer("receipt"):
             body = ReceiptBody(
@@ -172,5 +181,6 @@ class Receipt:
                 node_id=PeerId(reader.text("node_id")),
                 time_ms=reader.integer("time_ms"),
                 retention_s=reader.integer("retention_s"),
+                hash_alg=reader.text("hash_alg"),
             )
             return cls(body, reader.binary("signature"))

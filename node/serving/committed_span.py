@@ -90,6 +90,23 @@ class CommittedSpan:
             leaves = digest_all((*result.layer_inputs, result.hidden))
         else:
             leaves = (input_digest, *digest_all((*result.layer_inputs[1:], result.hidden)))
+        layer_root = layer_root_for(leaves[:-1], leaves[-1])
+        return self.signed(result, leaves, layer_root, session_id, step, position, adapter_id)
+
+    def signed(
+        self,
+        result: SpanOutput,
+        leaves: tuple[bytes, ...],
+        layer_root: bytes,
+        session_id: SessionId,
+        step: int,
+        position: int,
+        adapter_id: AdapterId | None = None,
+    ) -> CommittedStep:
+        """The step with its receipt over `leaves` and their `layer_root`, signed once.
+
+        Apart from `commit` so that the benchmark can sign leaves hashed another way.
+        """
         body = ReceiptBody(
             model_id=self.config.model_id,
             adapter_id=adapter_id,
@@ -99,7 +116,7 @@ class CommittedSpan:
             span_end=self.runner.end,
             input_hash=leaves[0],
             output_hash=leaves[-1],
-            layer_root=layer_root_for(leaves[:-1], leaves[-1]),
+            layer_root=layer_root,
             position_start=position,
             position_count=result.hidden.shape[1],
             node_id=self.identity.peer_id,

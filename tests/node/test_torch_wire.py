@@ -15,7 +15,8 @@ def _step_tensors(shape: tuple[int, ...], dtype: torch.dtype, count: int) -> lis
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(1, 1, 64), (1, 300, 128)])  # hashed in place / on the pool
+# A decode leaf, and a prefill leaf that float32 and float16 hash on BLAKE3's threads.
+@pytest.mark.parametrize("shape", [(1, 1, 64), (1, 4096, 128)])
 def test_a_steps_digests_are_each_tensors_protocol_digest(
         dtype: torch.dtype, shape: tuple[int, ...]) -> None:
     tensors = _step_tensors(shape, dtype, 5)
@@ -31,6 +32,11 @@ def test_a_non_contiguous_tensor_is_hashed_as_its_contiguous_bytes() -> None:
     assert not view.is_contiguous()
     assert digest(view) == digest(view.contiguous())
     assert digest_all([view, view]) == (digest(view.contiguous()),) * 2
+
+
+def test_a_tensor_of_an_autograd_graph_is_hashed_as_its_values() -> None:
+    leaf = torch.ones(1, 2, 8, requires_grad=True)
+    assert digest(leaf * 2) == digest(torch.full((1, 2, 8), 2.0))
 
 
 def test_a_decoded_tensor_has_the_digest_it_travelled_with() -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
+from blake3 import blake3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,7 +129,7 @@ def test_a_challenge_names_the_hop_and_its_leaves() -> None:
 def test_the_digest_binds_layer_step_and_every_receipt() -> None:
     challenge = HOP.challenge(3, 2)
     names = [receipt_digest(r) for r in HOP.receipts[:3]]
-    expected = hashlib.blake2b(CHALLENGE_DOMAIN + pack([3, 2, names]), digest_size=32).digest()
+    expected = blake3(CHALLENGE_DOMAIN + pack([3, 2, names])).digest()
     assert challenge.digest() == expected
     others = {HOP.challenge(2, 2).digest(), HOP.challenge(3, 1).digest(),
               Challenge((*HOP.receipts[:2], resign(HOP.receipts[2], time_ms=9)), 3, 2).digest()}
@@ -320,6 +321,26 @@ def test_a_fraud_proof_round_trips_and_checks_its_form() -> None:
         FraudProof(challenge, reveal, MODEL, verdict_for(challenge, Outcome.PASS))
     with pytest.raises(LocalProtocolError, match="model"):
         FraudProof(challenge, reveal, ModelId(b"\x00" * 32), verdict_for(challenge))
+
+
+def test_a_fraud_proof_names_its_hash_and_one_of_another_is_refused_by_name() -> None:
+    challenge = HOP.challenge(4, 3)
+    proof = FraudProof(challenge, HOP.reveal(challenge), MODEL, verdict_for(challenge))
+    assert proof.hash_alg == "blake3-256"
+    with pytest.raises(LocalProtocolError, match="hash_alg"):
+        replace(proof, hash_alg="blake2b-256")
+    obj = proof.to_obj()
+    old = {key: value for key, value in obj.items() if key != "hash_alg"}
+    with pytest.raises(RemoteProtocolError, match=r"fraud proof: no hash_alg.*BLAKE2b-256"):
+        FraudProof.from_obj(old)
+    with pytest.raises(RemoteProtocolError, match="'sha-256' is not supported"):
+        FraudProof.from_obj({**obj, "hash_alg": "sha-256"})
+    challenge_obj = obj["challenge"]
+    assert isinstance(challenge_obj, dict)
+    old_receipts = [{key: value for key, value in receipt.items() if key != "hash_alg"}
+                    for receipt in challenge_obj["receipts"]]
+    with pytest.raises(RemoteProtocolError, match=r"receipt: no hash_alg"):
+        FraudProof.from_obj({**obj, "challenge": {**challenge_obj, "receipts": old_receipts}})
 
 
 # -- hostile bytes ------------------------------------------------------------------------

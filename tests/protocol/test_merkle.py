@@ -1,12 +1,12 @@
-"""Merkle commitments: domain-separated BLAKE2b-256, odd nodes promoted, count bound to root."""
+"""Merkle commitments: domain-separated BLAKE3-256, odd nodes promoted, count bound to root."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import struct
 
 import pytest
+from blake3 import blake3
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,11 +23,11 @@ from darwin.protocol.wire import pack, unpack
 
 
 def leaves_of(count: int) -> list[bytes]:
-    return [hashlib.blake2b(bytes([i]), digest_size=32).digest() for i in range(count)]
+    return [blake3(bytes([i])).digest() for i in range(count)]
 
 
 def h(*parts: bytes) -> bytes:
-    return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
+    return blake3(b"".join(parts)).digest()
 
 
 def flips(data: bytes) -> list[bytes]:

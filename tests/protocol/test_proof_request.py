@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
+from blake3 import blake3
 
 from darwin.protocol import ErrorCode, ErrorFrame, LocalProtocolError, RemoteProtocolError
 from darwin.protocol.proof_request import (
@@ -19,8 +18,8 @@ PROOF = b"proof bytes"
 DIGEST = proof_hash(PROOF)
 
 
-def test_proof_hash_is_blake2b_256_of_the_bytes() -> None:
-    assert hashlib.blake2b(PROOF, digest_size=32).digest() == DIGEST
+def test_proof_hash_is_blake3_256_of_the_bytes() -> None:
+    assert blake3(PROOF).digest() == DIGEST
 
 
 def test_messages_round_trip() -> None:

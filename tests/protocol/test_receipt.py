@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +22,7 @@ from darwin.protocol import (
     merkle_root,
     verify_merkle_proof,
 )
+from darwin.protocol.hashing import HASH_ALG
 from darwin.protocol.receipt import BODY_FIELDS, RECEIPT_DOMAIN
 from darwin.protocol.wire import pack, unpack
 
@@ -44,12 +46,25 @@ def test_the_signed_bytes_are_the_domain_tag_and_the_fields_in_fixed_order(swarm
     body = swarm.hop_body(2, 0)
     expected = RECEIPT_DOMAIN + pack([getattr(body, name) for name in BODY_FIELDS])
     assert body.signing_bytes() == expected
-    assert RECEIPT_DOMAIN == b"darwin/receipt/1\0"
+    assert RECEIPT_DOMAIN == b"darwin/receipt/2\0"
     assert BODY_FIELDS == (
         "model_id", "adapter_id", "session_id", "step", "span_start", "span_end",
         "input_hash", "output_hash", "layer_root", "position_start", "position_count",
-        "node_id", "time_ms", "retention_s",
+        "node_id", "time_ms", "retention_s", "hash_alg",
     )
+
+
+def test_a_receipt_names_its_hash_and_admits_no_other(swarm: Swarm) -> None:
+    body = swarm.hop_body(0, 0)
+    assert body.hash_alg == HASH_ALG == "blake3-256"
+    with pytest.raises(LocalProtocolError, match="hash_alg"):
+        replace(body, hash_alg="blake2b-256")
+    obj = swarm.receipt(0, 0).to_obj()
+    with pytest.raises(RemoteProtocolError, match=r"receipt: no hash_alg.*BLAKE2b-256"):
+        Receipt.from_obj({key: value for key, value in obj.items() if key != "hash_alg"})
+    for other in ("blake2b-256", "BLAKE3-256", b"blake3-256", 1):
+        with pytest.raises(RemoteProtocolError, match="is not supported; only blake3-256"):
+            Receipt.from_obj({**obj, "hash_alg": other})
 
 
 def test_receipts_round_trip_through_msgpack(swarm: Swarm, adapter_id: bytes) -> None:

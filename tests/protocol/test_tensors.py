@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import tracemalloc
 
 import numpy as np
 import pytest
+from blake3 import blake3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -22,6 +22,7 @@ from darwin.protocol import (
     WireTensor,
     tensor_digest,
 )
+from darwin.protocol.hashing import THREADED_BYTES
 from darwin.protocol.wire import pack, unpack
 
 LIMITS = TensorLimits()
@@ -153,9 +154,17 @@ def test_the_digest_binds_shape_and_dtype_not_just_bytes() -> None:
 
 def test_the_digest_layout_is_the_one_in_the_spec() -> None:
     data = bytes(range(12))
-    header = b"darwin/tensor/1\0" + struct.pack("<BB2Q", 1, 2, 1, 3)
-    expected = hashlib.blake2b(header + data, digest_size=32).digest()
-    assert tensor_digest(DType.FLOAT32, (1, 3), data) == expected
+    header = struct.pack("<BB2Q", 1, 2, 1, 3)
+    key = blake3(header, derive_key_context="darwin/tensor/2").digest()
+    assert tensor_digest(DType.FLOAT32, (1, 3), data) == blake3(data, key=key).digest()
+
+
+def test_a_large_tensor_hashed_on_blake3_threads_has_the_one_digest() -> None:
+    shape = (1, THREADED_BYTES // 1024, 256)  # float32: 1 KiB per row, THREADED_BYTES in all
+    data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    key = blake3(struct.pack("<BB3Q", 1, 3, *shape), derive_key_context="darwin/tensor/2").digest()
+    assert tensor_digest(DType.FLOAT32, shape, data.data) == blake3(data.data.cast("B"),
+                                                                     key=key).digest()
 
 
 def test_the_digest_hashes_any_contiguous_buffer_without_a_copy() -> None:
