@@ -28,7 +28,8 @@ ALLOWED: dict[str, frozenset[str]] = {
         {"protocol", "model", "ledger", "verifier", "net", "gossip", "home", "heap"}
     ),
     "explorer": frozenset({"protocol", "ledger", "verifier", "home"}),
-    "simulations": frozenset({"protocol", "ledger", "verifier", "client"}),
+    # node: only block_selection, the pure `--blocks auto` rule new nodes choose spans by.
+    "simulations": frozenset({"protocol", "ledger", "verifier", "client", "node"}),
 }
 # Folders of top-level packages; darwin/ itself holds home.py, heap.py and the entry points.
 FOLDERS = {name: ROOT / name for name in ALLOWED if name not in ("home", "heap")}
