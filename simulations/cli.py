@@ -1,4 +1,5 @@
-"""``darwin simulate SCENARIO.toml [--out DIR] [--nodes N] [--requests R] [--seed S]``.
+"""``darwin simulate SCENARIO.toml [--out DIR] [--nodes N] [--requests R] [--seed S]``
+(also ``--clients``, ``--duration``, ``--policies``).
 
 Runs the scenario once per policy (same world, same seed), prints the table, and writes
 ``metrics.json`` and the PNG plots to ``--out``. A bad scenario is one line on stderr, exit 2.
@@ -48,12 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int)
     parser.add_argument("--requests", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--duration", type=float, help="simulated seconds the requests span")
     parser.add_argument("--policies", nargs="+", choices=[str(p) for p in Policy])
     args = parser.parse_args(argv)
     console = Console(highlight=False, width=170)
     try:
         scenario = load_scenario(args.scenario).with_overrides(
             nodes=args.nodes, clients=args.clients, requests=args.requests, seed=args.seed,
+            duration_s=args.duration,
             policies=None if args.policies is None else tuple(Policy(p) for p in args.policies))
     except ScenarioError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
