@@ -1,0 +1,7 @@
+"""``python -m darwin.simulations`` is ``darwin simulate``."""
+
+import sys
+
+from darwin.simulations.cli import main
+
+sys.exit(main())
