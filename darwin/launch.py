@@ -13,7 +13,6 @@ in place before torch is imported:
 from __future__ import annotations
 
 import os
-import sys
 
 __all__ = ["darwin", "darwin_node", "prepare_process"]
 
@@ -26,10 +25,6 @@ def prepare_process() -> None:
 def darwin() -> int:
     """The ``darwin`` command (also ``python -m darwin``)."""
     prepare_process()
-    if sys.argv[1:2] == ["simulate"]:  # simulations import the client, so they dispatch here
-        from darwin.simulations.cli import main as simulate
-
-        return simulate(sys.argv[2:])
     from darwin.client.cli import main
 
     status: int = main()

@@ -30,8 +30,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
     # gossip: the proof store (darwin.gossip.proof_store) is where a home keeps fraud proofs.
     "explorer": frozenset({"protocol", "ledger", "verifier", "gossip", "home"}),
-    # node: only block_selection, the pure `--blocks auto` rule new nodes choose spans by.
-    "simulations": frozenset({"protocol", "ledger", "verifier", "client", "node"}),
+    "simulations": frozenset({"protocol", "ledger", "verifier", "client"}),
 }
 # Folders of top-level packages; darwin/ itself holds home.py, heap.py and the entry points.
 FOLDERS = {name: ROOT / name for name in ALLOWED if name not in ("home", "heap")}
